@@ -1,0 +1,214 @@
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+/**
+ * The configuration contract (DESIGN.md table + the settings the issues add). Environment variable
+ * names are a contract with operators and tests: do not rename. `loadConfig(env)` is pure so tests
+ * call it with a plain object; main.ts passes process.env.
+ */
+
+const emptyToUndefined = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
+
+const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
+const requiredString = (hint: string) =>
+  z.preprocess(emptyToUndefined, z.string({ required_error: `is required: ${hint}` }));
+const integer = (defaultValue: number, min: number, max: number) =>
+  z.preprocess(emptyToUndefined, z.coerce.number().int().min(min).max(max).default(defaultValue));
+const optionalInteger = (min: number) => z.preprocess(emptyToUndefined, z.coerce.number().int().min(min).optional());
+const boolean = (defaultValue: boolean) =>
+  z.preprocess(
+    emptyToUndefined,
+    z
+      .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'], {
+        errorMap: () => ({ message: 'must be true or false' }),
+      })
+      .default(defaultValue ? 'true' : 'false')
+      .transform((value) => ['true', '1', 'yes', 'on'].includes(value)),
+  );
+const idList = z.preprocess(
+  emptyToUndefined,
+  z
+    .string()
+    .optional()
+    .transform((value) =>
+      value === undefined ? [] : value.split(/[\s,]+/).map((item) => item.trim()).filter((item) => item !== ''),
+    ),
+);
+const url = z.preprocess(emptyToUndefined, z.string().url('must be a URL such as http://127.0.0.1:4000/api/').optional());
+
+export const envSchema = z.object({
+  SLACK_BOT_TOKEN: requiredString('the bot token (xoxb-...) from your Slack app'),
+  SLACK_SIGNING_SECRET: optionalString,
+  SLACK_APP_TOKEN: optionalString,
+  SLACK_API_URL: url,
+  PORT: integer(3000, 0, 65535),
+
+  OPENAI_API_KEY: requiredString('the API key of the OpenAI (or compatible) server'),
+  OPENAI_BASE_URL: url,
+  OPENAI_MODEL: z.preprocess(emptyToUndefined, z.string().default('gpt-4.1')),
+
+  STORAGE_BACKEND: z.preprocess(emptyToUndefined, z.enum(['local', 'gcs']).default('local')),
+  DATA_DIR: z.preprocess(emptyToUndefined, z.string().default('./data')),
+  GCS_BUCKET: optionalString,
+  /** Tests and emulators: JSON API endpoint for @google-cloud/storage (no credentials are used). */
+  GCS_API_ENDPOINT: url,
+
+  SANDBOX_BACKEND: z.preprocess(emptyToUndefined, z.enum(['local', 'cloudrun']).default('local')),
+  SANDBOX_PYTHON: optionalString,
+  SANDBOX_NETWORK: boolean(true),
+  /** `auto` uses bubblewrap when found; `required` refuses to start without it; `off` never uses it. */
+  SANDBOX_ISOLATION: z.preprocess(emptyToUndefined, z.enum(['auto', 'required', 'off']).default('auto')),
+  SANDBOX_MEMORY_MB: integer(2048, 64, 1_048_576),
+  SANDBOX_CPU_SEC: integer(600, 1, 86_400),
+  SANDBOX_MAX_PROCESSES: integer(256, 8, 100_000),
+  SANDBOX_MAX_FILE_MB: integer(1024, 1, 1_048_576),
+  GCP_PROJECT: optionalString,
+  GCP_REGION: optionalString,
+  SANDBOX_JOB: optionalString,
+  /** Tests and emulators: Cloud Run Admin API endpoint (http://127.0.0.1:PORT); no credentials are used. */
+  CLOUD_RUN_API_ENDPOINT: url,
+
+  MAX_STEPS_PER_TURN: integer(20, 1, 200),
+  STEP_TIMEOUT_SEC: integer(300, 1, 86_400),
+  MAX_CONCURRENT_TURNS: integer(8, 1, 1000),
+  MAX_UPLOAD_MB: integer(1024, 1, 1_048_576),
+  /** Files shared automatically after a turn; the rest are counted and offered via `download`. */
+  MAX_SHARED_FILES_PER_TURN: integer(10, 0, 100),
+  /** Approximate tokens of history sent to the model; old tool output is trimmed to fit. */
+  CONTEXT_TOKEN_BUDGET: integer(60_000, 2_000, 2_000_000),
+
+  ALLOWED_CHANNELS: idList,
+  ALLOWED_USERS: idList,
+  ADMIN_USERS: idList,
+  TURN_MAX_TOKENS: optionalInteger(1),
+  THREAD_MAX_TOKENS: optionalInteger(1),
+  TURN_MAX_SANDBOX_SEC: optionalInteger(1),
+  THREAD_MAX_SANDBOX_SEC: optionalInteger(1),
+  USAGE_FOOTER: boolean(false),
+  REPLY_WITHOUT_MENTION: boolean(false),
+  RETENTION_DAYS: optionalInteger(1),
+
+  LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(['DEBUG', 'INFO', 'WARNING', 'ERROR']).default('INFO')),
+});
+
+type Env = z.infer<typeof envSchema>;
+
+export interface Config {
+  slack: { botToken: string; signingSecret?: string; appToken?: string; apiUrl?: string; port: number };
+  openai: { apiKey: string; baseUrl?: string; model: string };
+  storage:
+    | { backend: 'local'; dataDir: string }
+    | { backend: 'gcs'; bucket: string; apiEndpoint?: string };
+  sandbox:
+    | {
+        backend: 'local';
+        python?: string;
+        network: boolean;
+        isolation: 'auto' | 'required' | 'off';
+      }
+    | { backend: 'cloudrun'; project: string; region: string; job: string; apiEndpoint?: string };
+  limits: {
+    memoryMb: number;
+    cpuSec: number;
+    maxProcesses: number;
+    maxFileMb: number;
+    maxStepsPerTurn: number;
+    stepTimeoutSec: number;
+    maxConcurrentTurns: number;
+    maxUploadMb: number;
+    maxSharedFilesPerTurn: number;
+    contextTokenBudget: number;
+  };
+  access: { allowedChannels: string[]; allowedUsers: string[]; adminUsers: string[] };
+  budgets: {
+    turnMaxTokens?: number;
+    threadMaxTokens?: number;
+    turnMaxSandboxSec?: number;
+    threadMaxSandboxSec?: number;
+    usageFooter: boolean;
+  };
+  replyWithoutMention: boolean;
+  retentionDays?: number;
+  logLevel: Env['LOG_LEVEL'];
+}
+
+function fail(variable: string, message: string): never {
+  throw new ConfigError(`Configuration error: ${variable} ${message}`);
+}
+
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    fail(String(issue.path[0] ?? 'environment'), issue.message.startsWith('is required') ? issue.message : `is invalid: ${issue.message}`);
+  }
+  const e = parsed.data;
+  if (e.SLACK_APP_TOKEN === undefined && e.SLACK_SIGNING_SECRET === undefined) {
+    fail('SLACK_SIGNING_SECRET', 'is required in HTTP mode (or set SLACK_APP_TOKEN to use Socket Mode)');
+  }
+  if (e.SLACK_APP_TOKEN !== undefined && !e.SLACK_APP_TOKEN.startsWith('xapp-')) {
+    fail('SLACK_APP_TOKEN', 'must be an app-level token starting with xapp-');
+  }
+
+  let storage: Config['storage'];
+  if (e.STORAGE_BACKEND === 'gcs') {
+    if (e.GCS_BUCKET === undefined) fail('GCS_BUCKET', 'is required when STORAGE_BACKEND=gcs');
+    storage = { backend: 'gcs', bucket: e.GCS_BUCKET, apiEndpoint: e.GCS_API_ENDPOINT };
+  } else {
+    storage = { backend: 'local', dataDir: e.DATA_DIR };
+  }
+
+  let sandbox: Config['sandbox'];
+  if (e.SANDBOX_BACKEND === 'cloudrun') {
+    if (storage.backend !== 'gcs') fail('SANDBOX_BACKEND', '=cloudrun needs STORAGE_BACKEND=gcs (the job reads the thread from GCS)');
+    if (e.GCP_PROJECT === undefined) fail('GCP_PROJECT', 'is required when SANDBOX_BACKEND=cloudrun');
+    if (e.GCP_REGION === undefined) fail('GCP_REGION', 'is required when SANDBOX_BACKEND=cloudrun');
+    if (e.SANDBOX_JOB === undefined) fail('SANDBOX_JOB', 'is required when SANDBOX_BACKEND=cloudrun');
+    sandbox = {
+      backend: 'cloudrun',
+      project: e.GCP_PROJECT,
+      region: e.GCP_REGION,
+      job: e.SANDBOX_JOB,
+      apiEndpoint: e.CLOUD_RUN_API_ENDPOINT,
+    };
+  } else {
+    if (storage.backend !== 'local') fail('SANDBOX_BACKEND', '=local needs STORAGE_BACKEND=local (set SANDBOX_BACKEND=cloudrun with gcs)');
+    sandbox = { backend: 'local', python: e.SANDBOX_PYTHON, network: e.SANDBOX_NETWORK, isolation: e.SANDBOX_ISOLATION };
+  }
+
+  return {
+    slack: {
+      botToken: e.SLACK_BOT_TOKEN,
+      signingSecret: e.SLACK_SIGNING_SECRET,
+      appToken: e.SLACK_APP_TOKEN,
+      apiUrl: e.SLACK_API_URL,
+      port: e.PORT,
+    },
+    openai: { apiKey: e.OPENAI_API_KEY, baseUrl: e.OPENAI_BASE_URL, model: e.OPENAI_MODEL },
+    storage,
+    sandbox,
+    limits: {
+      memoryMb: e.SANDBOX_MEMORY_MB,
+      cpuSec: e.SANDBOX_CPU_SEC,
+      maxProcesses: e.SANDBOX_MAX_PROCESSES,
+      maxFileMb: e.SANDBOX_MAX_FILE_MB,
+      maxStepsPerTurn: e.MAX_STEPS_PER_TURN,
+      stepTimeoutSec: e.STEP_TIMEOUT_SEC,
+      maxConcurrentTurns: e.MAX_CONCURRENT_TURNS,
+      maxUploadMb: e.MAX_UPLOAD_MB,
+      maxSharedFilesPerTurn: e.MAX_SHARED_FILES_PER_TURN,
+      contextTokenBudget: e.CONTEXT_TOKEN_BUDGET,
+    },
+    access: { allowedChannels: e.ALLOWED_CHANNELS, allowedUsers: e.ALLOWED_USERS, adminUsers: e.ADMIN_USERS },
+    budgets: {
+      turnMaxTokens: e.TURN_MAX_TOKENS,
+      threadMaxTokens: e.THREAD_MAX_TOKENS,
+      turnMaxSandboxSec: e.TURN_MAX_SANDBOX_SEC,
+      threadMaxSandboxSec: e.THREAD_MAX_SANDBOX_SEC,
+      usageFooter: e.USAGE_FOOTER,
+    },
+    replyWithoutMention: e.REPLY_WITHOUT_MENTION,
+    retentionDays: e.RETENTION_DAYS,
+    logLevel: e.LOG_LEVEL,
+  };
+}
