@@ -88,6 +88,9 @@ export const envSchema = z.object({
   REPLY_WITHOUT_MENTION: boolean(false),
   RETENTION_DAYS: optionalInteger(1),
 
+  /** Minimum time between two edits of a turn's status message (Slack allows about one edit a second). */
+  STATUS_INTERVAL_MS: integer(2000, 0, 60_000),
+
   LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(['DEBUG', 'INFO', 'WARNING', 'ERROR']).default('INFO')),
 });
 
@@ -129,6 +132,7 @@ export interface Config {
   };
   replyWithoutMention: boolean;
   retentionDays?: number;
+  statusIntervalMs: number;
   logLevel: Env['LOG_LEVEL'];
 }
 
@@ -136,12 +140,44 @@ function fail(variable: string, message: string): never {
   throw new ConfigError(`Configuration error: ${variable} ${message}`);
 }
 
+function failOnFirstIssue(error: z.ZodError): never {
+  const issue = error.issues[0]!;
+  fail(String(issue.path[0] ?? 'environment'), issue.message.startsWith('is required') ? issue.message : `is invalid: ${issue.message}`);
+}
+
+function storageFromEnv(e: Pick<Env, 'STORAGE_BACKEND' | 'DATA_DIR' | 'GCS_BUCKET' | 'GCS_API_ENDPOINT'>): Config['storage'] {
+  if (e.STORAGE_BACKEND === 'gcs') {
+    if (e.GCS_BUCKET === undefined) fail('GCS_BUCKET', 'is required when STORAGE_BACKEND=gcs');
+    return { backend: 'gcs', bucket: e.GCS_BUCKET, apiEndpoint: e.GCS_API_ENDPOINT };
+  }
+  return { backend: 'local', dataDir: e.DATA_DIR };
+}
+
+const storageEnvSchema = envSchema.pick({
+  STORAGE_BACKEND: true,
+  DATA_DIR: true,
+  GCS_BUCKET: true,
+  GCS_API_ENDPOINT: true,
+  RETENTION_DAYS: true,
+  LOG_LEVEL: true,
+});
+
+/**
+ * Only the storage settings (plus retention and log level), for tools such as `npm run retention`
+ * that touch workspaces but never Slack or the model: they must not need those secrets.
+ */
+export function loadStorageConfig(
+  env: Record<string, string | undefined>,
+): Pick<Config, 'storage' | 'retentionDays' | 'logLevel'> {
+  const parsed = storageEnvSchema.safeParse(env);
+  if (!parsed.success) failOnFirstIssue(parsed.error);
+  const e = parsed.data;
+  return { storage: storageFromEnv(e), retentionDays: e.RETENTION_DAYS, logLevel: e.LOG_LEVEL };
+}
+
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const parsed = envSchema.safeParse(env);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    fail(String(issue.path[0] ?? 'environment'), issue.message.startsWith('is required') ? issue.message : `is invalid: ${issue.message}`);
-  }
+  if (!parsed.success) failOnFirstIssue(parsed.error);
   const e = parsed.data;
   if (e.SLACK_APP_TOKEN === undefined && e.SLACK_SIGNING_SECRET === undefined) {
     fail('SLACK_SIGNING_SECRET', 'is required in HTTP mode (or set SLACK_APP_TOKEN to use Socket Mode)');
@@ -150,13 +186,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     fail('SLACK_APP_TOKEN', 'must be an app-level token starting with xapp-');
   }
 
-  let storage: Config['storage'];
-  if (e.STORAGE_BACKEND === 'gcs') {
-    if (e.GCS_BUCKET === undefined) fail('GCS_BUCKET', 'is required when STORAGE_BACKEND=gcs');
-    storage = { backend: 'gcs', bucket: e.GCS_BUCKET, apiEndpoint: e.GCS_API_ENDPOINT };
-  } else {
-    storage = { backend: 'local', dataDir: e.DATA_DIR };
-  }
+  const storage = storageFromEnv(e);
 
   let sandbox: Config['sandbox'];
   if (e.SANDBOX_BACKEND === 'cloudrun') {
@@ -209,6 +239,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     replyWithoutMention: e.REPLY_WITHOUT_MENTION,
     retentionDays: e.RETENTION_DAYS,
+    statusIntervalMs: e.STATUS_INTERVAL_MS,
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -1,0 +1,182 @@
+import type OpenAI from 'openai';
+import type { ChatCompletionMessageToolCall, ChatCompletionTool } from 'openai/resources/chat/completions';
+import type { Logger } from '../logger.js';
+import { SandboxError, type Sandbox, type StepResult } from '../sandbox/sandbox.js';
+import type { Workspace } from '../workspace/workspace.js';
+import { toModelMessages, type HistoryMessage } from './history.js';
+import { parseExecuteArguments, stepTitle } from './execute-tool.js';
+import { formatStepForModel } from './tool-output.js';
+
+/**
+ * One turn: model → execute → model … until the model answers, a limit is reached or the turn is
+ * stopped. Everything a turn touches is in its arguments: two turns never share state.
+ */
+
+export const EXECUTE_TOOL: ChatCompletionTool = {
+  type: 'function',
+  function: {
+    name: 'execute',
+    description: "Run code in this thread's sandbox (working directory: the thread's workspace). Returns stdout, errors and files written.",
+    parameters: {
+      type: 'object',
+      properties: {
+        language: { type: 'string', enum: ['python', 'shell'], description: 'python (default) or shell' },
+        code: { type: 'string', description: 'The code to run' },
+      },
+      required: ['language', 'code'],
+    },
+  },
+};
+
+export interface TurnLimits {
+  maxSteps: number;
+  stepTimeoutSec: number;
+  contextTokenBudget: number;
+  toolOutputChars: number;
+  /** Caps for this turn (already reduced by what the thread used before), undefined = none. */
+  maxTokens?: number;
+  maxSandboxMs?: number;
+}
+
+export type AgentEvent =
+  | { type: 'model_call'; stepsSoFar: number }
+  | { type: 'step_started'; index: number; title: string; code: string; language: string }
+  | { type: 'step_finished'; index: number; result: StepResult };
+
+export type StopReason = 'answered' | 'max_steps' | 'token_budget' | 'sandbox_budget' | 'cancelled' | 'model_error' | 'sandbox_error';
+
+export interface TurnOutcome {
+  stopReason: StopReason;
+  /** Markdown answer from the model (or empty when the turn ended without one). */
+  answer: string;
+  /** New messages of this turn, to append to the history (tool calls always paired with results). */
+  messages: HistoryMessage[];
+  steps: number;
+  usage: { totalTokens: number; sandboxMs: number };
+  /** The error that ended the turn, for stopReason model_error / sandbox_error. */
+  error?: unknown;
+}
+
+export interface TurnInput {
+  openai: OpenAI;
+  model: string;
+  sandbox: Sandbox;
+  workspace: Workspace;
+  systemPrompt: string;
+  history: readonly HistoryMessage[];
+  userMessage: HistoryMessage;
+  limits: TurnLimits;
+  logger: Logger;
+  signal?: AbortSignal;
+  onEvent?: (event: AgentEvent) => void;
+}
+
+export async function runTurn(input: TurnInput): Promise<TurnOutcome> {
+  const { limits, signal } = input;
+  const messages: HistoryMessage[] = [input.userMessage];
+  const usage = { totalTokens: 0, sandboxMs: 0 };
+  let steps = 0;
+  const end = (stopReason: StopReason, answer = '', error?: unknown): TurnOutcome => ({ stopReason, answer, messages, steps, usage, error });
+
+  for (;;) {
+    if (signal?.aborted) return end('cancelled');
+    const outOfSteps = steps >= limits.maxSteps;
+    input.onEvent?.({ type: 'model_call', stepsSoFar: steps });
+    let completion: OpenAI.Chat.Completions.ChatCompletion;
+    try {
+      completion = await input.openai.chat.completions.create(
+        {
+          model: input.model,
+          messages: [
+            { role: 'system', content: input.systemPrompt },
+            ...toModelMessages([...input.history, ...messages], limits.contextTokenBudget),
+            ...(outOfSteps
+              ? [{ role: 'system' as const, content: `The step limit (${limits.maxSteps}) is reached: answer now with what you have.` }]
+              : []),
+          ],
+          tools: [EXECUTE_TOOL],
+          tool_choice: outOfSteps ? 'none' : 'auto',
+        },
+        { signal },
+      );
+    } catch (error) {
+      if (signal?.aborted) return end('cancelled');
+      return end('model_error', '', error);
+    }
+    usage.totalTokens += completion.usage?.total_tokens ?? 0;
+    const reply = completion.choices[0]?.message;
+    const toolCalls = (reply?.tool_calls ?? []).filter(
+      (call): call is ChatCompletionMessageToolCall & { type: 'function' } => call.type === 'function',
+    );
+    const content = reply?.content ?? '';
+
+    if (toolCalls.length === 0 || outOfSteps) {
+      messages.push({ role: 'assistant', content });
+      return end(outOfSteps && toolCalls.length > 0 ? 'max_steps' : 'answered', content);
+    }
+    messages.push({ role: 'assistant', content: content === '' ? null : content, tool_calls: toolCalls });
+
+    // Every tool call gets a tool message, even ones skipped by a stop, so the history stays valid.
+    let stop: TurnOutcome | undefined;
+    for (const call of toolCalls) {
+      if (stop !== undefined) {
+        messages.push({ role: 'tool', tool_call_id: call.id, content: `Not run: the turn ended (${stop.stopReason}).` });
+        continue;
+      }
+      const budgetStop = budgetExceeded(limits, usage);
+      if (budgetStop !== undefined || steps >= limits.maxSteps) {
+        stop = end(budgetStop ?? 'max_steps');
+        messages.push({ role: 'tool', tool_call_id: call.id, content: `Not run: ${budgetStop ?? 'step limit'} reached.` });
+        continue;
+      }
+      const parsed = parseExecuteArguments(call.function.name, call.function.arguments);
+      if ('problem' in parsed) {
+        messages.push({ role: 'tool', tool_call_id: call.id, content: parsed.problem });
+        continue;
+      }
+      steps += 1;
+      input.onEvent?.({ type: 'step_started', index: steps, title: stepTitle(content, parsed.code), code: parsed.code, language: parsed.language });
+      try {
+        const result = await input.sandbox.run(
+          input.workspace,
+          { language: 'python', code: parsed.pythonCode, timeoutSec: limits.stepTimeoutSec },
+          { signal },
+        );
+        usage.sandboxMs += result.durationMs;
+        input.onEvent?.({ type: 'step_finished', index: steps, result });
+        messages.push({
+          role: 'tool',
+          tool_call_id: call.id,
+          content: formatStepForModel(result, limits.toolOutputChars),
+          meta: {
+            step: {
+              code: parsed.code,
+              stdout: result.stdout,
+              stderr: result.stderr,
+              error: result.error,
+              figures: result.figures,
+              durationMs: result.durationMs,
+            },
+          },
+        });
+      } catch (error) {
+        const cancelled = signal?.aborted === true || (error instanceof SandboxError && error.code === 'cancelled');
+        messages.push({
+          role: 'tool',
+          tool_call_id: call.id,
+          content: cancelled ? 'The user stopped this step before it finished.' : 'The sandbox failed to run this step.',
+        });
+        stop = cancelled ? end('cancelled') : end('sandbox_error', '', error);
+      }
+    }
+    if (stop !== undefined) return stop;
+    const budgetStop = budgetExceeded(limits, usage);
+    if (budgetStop !== undefined) return end(budgetStop);
+  }
+}
+
+function budgetExceeded(limits: TurnLimits, usage: TurnOutcome['usage']): StopReason | undefined {
+  if (limits.maxTokens !== undefined && usage.totalTokens >= limits.maxTokens) return 'token_budget';
+  if (limits.maxSandboxMs !== undefined && usage.sandboxMs >= limits.maxSandboxMs) return 'sandbox_budget';
+  return undefined;
+}

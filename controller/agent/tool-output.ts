@@ -1,0 +1,31 @@
+import type { StepResult } from '../sandbox/sandbox.js';
+import { truncateMiddle } from '../slack/format.js';
+
+/** What the model reads back from one step: output first, then errors, files and notes. */
+export function formatStepForModel(result: StepResult, maxChars: number): string {
+  const parts: string[] = [];
+  if (result.stdout !== '') parts.push(result.stdout.trimEnd());
+  if (result.stderr !== '') parts.push(`[stderr]\n${result.stderr.trimEnd()}`);
+  if (result.error !== null) {
+    const traceback = result.error.traceback.trim();
+    parts.push(`[error] ${result.error.name}: ${result.error.value}${traceback === '' ? '' : `\n${traceback}`}`);
+  }
+  const changed = result.files.filter((file) => file.change !== 'deleted');
+  if (changed.length > 0) {
+    parts.push(`[files] ${changed.map((file) => `${file.path} (${file.change}, ${formatBytes(file.size)})`).join(', ')}`);
+  }
+  if (result.figures.length > 0) parts.push(`[figures shown to the user] ${result.figures.join(', ')}`);
+  if (result.unsaved.length > 0) {
+    parts.push(`[not kept for the next step, re-create if needed] ${result.unsaved.join(', ')}`);
+  }
+  for (const note of result.notes) parts.push(`[note] ${note}`);
+  const text = parts.length === 0 ? '(the step ran and printed nothing)' : parts.join('\n');
+  return truncateMiddle(text, maxChars);
+}
+
+export function formatBytes(size: number): string {
+  if (size < 1024) return `${size} B`;
+  if (size < 1024 * 1024) return `${(size / 1024).toFixed(1)} KB`;
+  if (size < 1024 ** 3) return `${(size / 1024 / 1024).toFixed(1)} MB`;
+  return `${(size / 1024 ** 3).toFixed(2)} GB`;
+}

@@ -1,0 +1,184 @@
+import { createServer, type Server } from 'node:http';
+import { App, LogLevel, type Logger as BoltLogger } from '@slack/bolt';
+import type { Bot, Mention, SlackFileRef } from '../bot.js';
+import { stripBotMention } from '../commands.js';
+import type { Config } from '../config.js';
+import { describeError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { STOP_ACTION_ID } from './status.js';
+
+/**
+ * Transport only (Bolt's own rule): turn Slack events into Mentions for the Bot, and Stop clicks
+ * into bot.stop(). Events are acknowledged by Bolt before any listener work; the listener starts
+ * the turn and returns at once.
+ */
+export function createSlackApp(config: Config, logger: Logger): App {
+  const common = {
+    token: config.slack.botToken,
+    logger: boltLogger(logger),
+    logLevel: LogLevel.WARN,
+    clientOptions: config.slack.apiUrl === undefined ? {} : { slackApiUrl: config.slack.apiUrl },
+  };
+  if (config.slack.appToken !== undefined) {
+    return new App({ ...common, appToken: config.slack.appToken, socketMode: true });
+  }
+  return new App({
+    ...common,
+    signingSecret: config.slack.signingSecret!,
+    customRoutes: [
+      {
+        path: '/healthz',
+        method: ['GET'],
+        handler: (_request, response) => {
+          response.writeHead(200, { 'content-type': 'application/json' });
+          response.end(JSON.stringify({ ok: true }));
+        },
+      },
+    ],
+  });
+}
+
+/** Remembers recently seen keys so a retried or duplicated delivery starts no second turn. */
+export class RecentKeys {
+  private readonly seen = new Map<string, number>();
+  constructor(
+    private readonly ttlMs = 30 * 60_000,
+    private readonly maxKeys = 50_000,
+  ) {}
+
+  /** True the first time a key is seen (within the TTL). */
+  firstTime(key: string, now = Date.now()): boolean {
+    const expiry = this.seen.get(key);
+    if (expiry !== undefined && expiry > now) return false;
+    this.seen.set(key, now + this.ttlMs);
+    if (this.seen.size > this.maxKeys) {
+      for (const [oldKey, oldExpiry] of this.seen) {
+        if (oldExpiry <= now || this.seen.size > this.maxKeys) this.seen.delete(oldKey);
+        else break;
+      }
+    }
+    return true;
+  }
+}
+
+interface MessageLikeEvent {
+  type: string;
+  subtype?: string;
+  bot_id?: string;
+  user?: string;
+  text?: string;
+  ts: string;
+  thread_ts?: string;
+  channel: string;
+  team?: string;
+  files?: SlackFileRef[];
+}
+
+export function registerHandlers(
+  app: App,
+  bot: Bot,
+  options: { config: Config; logger: Logger; isKnownThread: (mention: Mention) => Promise<boolean> },
+): void {
+  const { logger } = options;
+  const recent = new RecentKeys();
+
+  const accept = (event: MessageLikeEvent, body: { event_id?: string; team_id?: string }, botUserId: string | undefined, teamId: string | undefined) => {
+    // Messages from bots (ourselves included) never start anything.
+    if (event.bot_id !== undefined || event.user === undefined || event.user === botUserId) return undefined;
+    if (event.subtype !== undefined && event.subtype !== 'file_share' && event.subtype !== 'thread_broadcast') return undefined;
+    // One message can arrive as app_mention and as message, and a delivery can be retried.
+    if (body.event_id !== undefined && !recent.firstTime(`event:${body.event_id}`)) return undefined;
+    if (!recent.firstTime(`message:${event.channel}:${event.ts}`)) return undefined;
+    const mention: Mention = {
+      key: { team: body.team_id ?? event.team ?? teamId ?? 'T0', channel: event.channel, threadTs: event.thread_ts ?? event.ts },
+      user: event.user,
+      text: stripBotMention(event.text ?? '', botUserId),
+      ts: event.ts,
+      files: event.files ?? [],
+    };
+    return mention;
+  };
+
+  const start = (mention: Mention) => {
+    bot.handleMention(mention).catch((error: unknown) => logger.error('turn failed', { error: describeError(error) }));
+  };
+
+  app.event('app_mention', async ({ event, body, context }) => {
+    const mention = accept(event as unknown as MessageLikeEvent, body, context.botUserId, context.teamId);
+    if (mention !== undefined) start(mention);
+  });
+
+  // Replies in a thread the bot is already in continue the conversation without a mention (setting).
+  app.event('message', async ({ event, body, context }) => {
+    if (!options.config.replyWithoutMention) return;
+    const message = event as unknown as MessageLikeEvent;
+    if (message.thread_ts === undefined || message.thread_ts === message.ts) return;
+    if (context.botUserId !== undefined && (message.text ?? '').includes(`<@${context.botUserId}`)) return; // app_mention handles it
+    if (message.bot_id !== undefined || message.user === undefined || message.user === context.botUserId) return;
+    const candidate: Mention = {
+      key: { team: body.team_id ?? message.team ?? context.teamId ?? 'T0', channel: message.channel, threadTs: message.thread_ts },
+      user: message.user,
+      text: '',
+      ts: message.ts,
+      files: [],
+    };
+    if (!(await options.isKnownThread(candidate))) return;
+    const mention = accept(message, body, context.botUserId, context.teamId);
+    if (mention !== undefined) start(mention);
+  });
+
+  app.action(STOP_ACTION_ID, async ({ ack, body, action, client }) => {
+    await ack();
+    const turnId = 'value' in action && typeof action.value === 'string' ? action.value : '';
+    const outcome = bot.stop(turnId, body.user.id);
+    logger.info('stop requested', { outcome });
+    const channel = body.channel?.id;
+    if (channel === undefined) return;
+    const thread = 'message' in body ? (body.message?.thread_ts as string | undefined) : undefined;
+    if (outcome === 'not_allowed') {
+      await client.chat.postEphemeral({
+        channel,
+        user: body.user.id,
+        thread_ts: thread,
+        text: 'Only the person who asked, or an admin, can stop this turn.',
+      });
+    } else if (outcome === 'not_running') {
+      await client.chat.postEphemeral({ channel, user: body.user.id, thread_ts: thread, text: 'This turn has already finished.' });
+    }
+  });
+
+  app.error(async (error) => {
+    logger.error('slack app error', { error: describeError(error) });
+  });
+}
+
+/** Socket Mode has no HTTP server of its own; Cloud Run and operators still want /healthz. */
+export function startHealthServer(port: number): Promise<Server> {
+  const server = createServer((request, response) => {
+    if (request.method === 'GET' && request.url === '/healthz') {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ ok: true }));
+    } else {
+      response.writeHead(404).end();
+    }
+  });
+  return new Promise((resolve) => server.listen(port, () => resolve(server)));
+}
+
+function boltLogger(logger: Logger): BoltLogger {
+  let level = LogLevel.WARN;
+  const order = [LogLevel.DEBUG, LogLevel.INFO, LogLevel.WARN, LogLevel.ERROR];
+  const enabled = (wanted: LogLevel) => order.indexOf(wanted) >= order.indexOf(level);
+  const text = (parts: unknown[]) => parts.map((part) => (typeof part === 'string' ? part : describeError(part))).join(' ');
+  return {
+    debug: (...parts) => enabled(LogLevel.DEBUG) && logger.debug(text(parts), { source: 'bolt' }),
+    info: (...parts) => enabled(LogLevel.INFO) && logger.info(text(parts), { source: 'bolt' }),
+    warn: (...parts) => enabled(LogLevel.WARN) && logger.warn(text(parts), { source: 'bolt' }),
+    error: (...parts) => enabled(LogLevel.ERROR) && logger.error(text(parts), { source: 'bolt' }),
+    setLevel: (next) => {
+      level = next;
+    },
+    getLevel: () => level,
+    setName: () => {},
+  };
+}

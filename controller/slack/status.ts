@@ -1,0 +1,143 @@
+import type { WebClient } from '@slack/web-api';
+import type { KnownBlock } from '@slack/types';
+import type { Logger } from '../logger.js';
+import type { StepResult } from '../sandbox/sandbox.js';
+import { formatDuration, renderSteps, type StepView } from './status-render.js';
+
+export const STOP_ACTION_ID = 'stop_turn';
+
+/**
+ * The one status message of a turn: posted when the turn starts, edited in place as steps run, at
+ * most one edit per `intervalMs` (Slack's chat.update rate limit is about one a second per channel;
+ * coalescing keeps a busy turn far below it), and left showing the steps taken.
+ */
+export class StatusMessage {
+  private ts: string | undefined;
+  private readonly steps: StepView[] = [];
+  private readonly startedAt = Date.now();
+  private phase: 'thinking' | 'running' | 'done' = 'thinking';
+  private headline = '';
+  private dirty = false;
+  private lastEditAt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private chain: Promise<void> = Promise.resolve();
+  private assistantStatus = true;
+
+  constructor(
+    private readonly client: WebClient,
+    private readonly channel: string,
+    private readonly threadTs: string,
+    private readonly turnId: string,
+    private readonly intervalMs: number,
+    private readonly logger: Logger,
+  ) {}
+
+  get messageTs(): string | undefined {
+    return this.ts;
+  }
+
+  async start(): Promise<void> {
+    const response = await this.client.chat.postMessage({
+      channel: this.channel,
+      thread_ts: this.threadTs,
+      text: ':hourglass_flowing_sand: Working on it…',
+      blocks: this.blocks(),
+    });
+    this.ts = response.ts;
+    this.lastEditAt = Date.now();
+    await this.setAssistantStatus('is working…');
+  }
+
+  thinking(): void {
+    this.phase = 'thinking';
+    this.touch();
+  }
+
+  stepStarted(index: number, title: string, code: string, language: string): void {
+    this.phase = 'running';
+    this.steps.push({ index, title, code, language, startedAt: Date.now() });
+    this.touch();
+  }
+
+  stepFinished(index: number, result: StepResult): void {
+    const step = this.steps.find((candidate) => candidate.index === index);
+    if (step !== undefined) step.result = result;
+    this.touch();
+  }
+
+  /** Final edit: the steps taken and a one-line outcome; the Stop button goes away. */
+  async finish(headline: string): Promise<void> {
+    this.phase = 'done';
+    this.headline = headline;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.dirty = true;
+    await this.flush();
+    await this.setAssistantStatus('');
+  }
+
+  private touch(): void {
+    this.dirty = true;
+    if (this.timer !== undefined || this.ts === undefined) return;
+    const wait = Math.max(0, this.lastEditAt + this.intervalMs - Date.now());
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, wait);
+  }
+
+  private flush(): Promise<void> {
+    this.chain = this.chain.then(async () => {
+      if (!this.dirty || this.ts === undefined) return;
+      this.dirty = false;
+      this.lastEditAt = Date.now();
+      try {
+        await this.client.chat.update({ channel: this.channel, ts: this.ts, text: this.fallbackText(), blocks: this.blocks() });
+      } catch (error) {
+        this.logger.warn('status update failed', { error: String(error) });
+      }
+    });
+    return this.chain;
+  }
+
+  private fallbackText(): string {
+    if (this.phase === 'done') return this.headline;
+    return `:hourglass_flowing_sand: Working… ${this.steps.length} step${this.steps.length === 1 ? '' : 's'}`;
+  }
+
+  private blocks(): KnownBlock[] {
+    const elapsed = formatDuration(Date.now() - this.startedAt);
+    const header =
+      this.phase === 'done'
+        ? this.headline
+        : `:hourglass_flowing_sand: ${this.phase === 'thinking' ? 'Thinking' : 'Running'}… ${this.steps.length === 0 ? '' : `step ${this.steps.length} · `}${elapsed}`;
+    const blocks: KnownBlock[] = [{ type: 'section', text: { type: 'mrkdwn', text: header } }];
+    const body = renderSteps(this.steps, this.phase !== 'done');
+    if (body !== '') blocks.push({ type: 'section', text: { type: 'mrkdwn', text: body } });
+    if (this.phase !== 'done') {
+      blocks.push({
+        type: 'actions',
+        elements: [
+          {
+            type: 'button',
+            action_id: STOP_ACTION_ID,
+            value: this.turnId,
+            style: 'danger',
+            text: { type: 'plain_text', text: 'Stop' },
+          },
+        ],
+      });
+    }
+    return blocks;
+  }
+
+  /** Slack's native "is working…" indicator; only some workspaces and app types allow it. */
+  private async setAssistantStatus(status: string): Promise<void> {
+    if (!this.assistantStatus) return;
+    try {
+      await this.client.assistant.threads.setStatus({ channel_id: this.channel, thread_ts: this.threadTs, status });
+    } catch {
+      this.assistantStatus = false; // not supported here: the edited status message is the indicator
+    }
+  }
+}

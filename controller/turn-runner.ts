@@ -1,0 +1,274 @@
+import { APIConnectionError, APIError } from 'openai';
+import { runTurn, type TurnOutcome } from './agent/agent-loop.js';
+import { appendHistory, loadHistory, type HistoryMessage } from './agent/history.js';
+import type { BotDependencies, Mention } from './bot.js';
+import { describeError } from './errors.js';
+import type { Logger } from './logger.js';
+import { buildNotebook } from './notebook.js';
+import { SandboxError } from './sandbox/sandbox.js';
+import { describeUploadsForModel, ingestSlackFiles } from './slack/files-in.js';
+import { runDownloadCommand, shareTurnFiles } from './slack/files-out.js';
+import { toSlackMrkdwn } from './slack/format.js';
+import { postLongText } from './slack/replies.js';
+import { StatusMessage } from './slack/status.js';
+import { formatDuration } from './slack/status-render.js';
+import { previewUploads } from './slack/upload-preview.js';
+import { isInternalPath, type Workspace } from './workspace/workspace.js';
+
+/** Tokens and sandbox time a thread has used so far (for the per-thread budget). */
+interface Usage {
+  totalTokens: number;
+  sandboxMs: number;
+}
+const USAGE_STATE = 'usage';
+const TOOL_OUTPUT_CHARS = 12_000;
+
+/** Runs one turn (or a command) for a mention, from status message to answer, files and history. */
+export class TurnRunner {
+  constructor(private readonly deps: BotDependencies) {}
+
+  async run(mention: Mention, turnId: string, signal: AbortSignal, log: Logger): Promise<void> {
+    const { client, config, store } = this.deps;
+    const { channel, threadTs } = mention.key;
+    const workspace = store.open(mention.key);
+    const startedAt = Date.now();
+    const status = new StatusMessage(client, channel, threadTs, turnId, this.deps.statusIntervalMs ?? 2000, log);
+    await status.start();
+
+    const userText = await this.userContent(mention, workspace, signal, log);
+    const userMessage: HistoryMessage = { role: 'user', content: userText, meta: { ts: mention.ts, user: mention.user } };
+
+    const [history, usageState] = await Promise.all([loadHistory(workspace), workspace.readState<Usage>(USAGE_STATE)]);
+    const used = usageState?.value ?? { totalTokens: 0, sandboxMs: 0 };
+    const { budgets, limits } = config;
+    const capExhausted =
+      (budgets.threadMaxTokens !== undefined && used.totalTokens >= budgets.threadMaxTokens) ||
+      (budgets.threadMaxSandboxSec !== undefined && used.sandboxMs >= budgets.threadMaxSandboxSec * 1000);
+    if (capExhausted) {
+      await status.finish(':no_entry: This thread has used its budget.');
+      await postLongText(client, channel, threadTs, ':no_entry: This thread has reached its budget (' + describeThreadCap(config, used) + '). Start a new thread to continue.');
+      await appendHistory(workspace, [userMessage, { role: 'assistant', content: '(Not answered: the thread budget was reached.)' }]);
+      return;
+    }
+
+    const changed = new Set<string>();
+    const figures: string[] = [];
+    const outcome = await runTurn({
+      openai: this.deps.openai,
+      model: config.openai.model,
+      sandbox: this.deps.sandbox,
+      workspace,
+      systemPrompt: this.deps.systemPrompt,
+      history,
+      userMessage,
+      logger: log,
+      signal,
+      limits: {
+        maxSteps: limits.maxStepsPerTurn,
+        stepTimeoutSec: limits.stepTimeoutSec,
+        contextTokenBudget: limits.contextTokenBudget,
+        toolOutputChars: TOOL_OUTPUT_CHARS,
+        maxTokens: minDefined(budgets.turnMaxTokens, remaining(budgets.threadMaxTokens, used.totalTokens)),
+        maxSandboxMs: minDefined(
+          budgets.turnMaxSandboxSec === undefined ? undefined : budgets.turnMaxSandboxSec * 1000,
+          remaining(budgets.threadMaxSandboxSec === undefined ? undefined : budgets.threadMaxSandboxSec * 1000, used.sandboxMs),
+        ),
+      },
+      onEvent: (event) => {
+        if (event.type === 'model_call') status.thinking();
+        else if (event.type === 'step_started') status.stepStarted(event.index, event.title, event.code, event.language);
+        else {
+          status.stepFinished(event.index, event.result);
+          for (const file of event.result.files) if (file.change !== 'deleted' && !isInternalPath(file.path)) changed.add(file.path);
+          figures.push(...event.result.figures);
+        }
+      },
+    });
+
+    const elapsed = formatDuration(Date.now() - startedAt);
+    const stepsText = `${outcome.steps} step${outcome.steps === 1 ? '' : 's'}`;
+    const ending = describeOutcome(outcome, config, mention.user);
+    log.info('turn finished', { stopReason: outcome.stopReason, steps: outcome.steps, tokens: outcome.usage.totalTokens, sandboxMs: outcome.usage.sandboxMs });
+    if (outcome.error !== undefined) log.error('turn ended by an error', { error: describeError(outcome.error) });
+
+    const record: HistoryMessage[] = [...outcome.messages];
+    if (outcome.stopReason !== 'answered') record.push({ role: 'assistant', content: `(${ending.historyNote})` });
+    // History first: whatever happens to the Slack calls below, the turn is not lost.
+    await appendHistory(workspace, record);
+    await workspace.writeState(
+      USAGE_STATE,
+      { totalTokens: used.totalTokens + outcome.usage.totalTokens, sandboxMs: used.sandboxMs + outcome.usage.sandboxMs },
+      usageState?.version ?? null,
+    ).catch((error: unknown) => log.warn('usage not saved', { error: describeError(error) }));
+
+    await status.finish(`${ending.icon} ${ending.headline} · ${stepsText} · ${elapsed}`);
+    const footer = config.budgets.usageFooter
+      ? `\n\n_${outcome.usage.totalTokens.toLocaleString('en-US')} tokens · ${(outcome.usage.sandboxMs / 1000).toFixed(1)} s of sandbox_`
+      : '';
+    if (outcome.answer.trim() !== '') {
+      await postLongText(client, channel, threadTs, toSlackMrkdwn(outcome.answer) + footer, { fullMarkdown: outcome.answer });
+    }
+    if (ending.message !== undefined) await postLongText(client, channel, threadTs, ending.message + (outcome.answer.trim() === '' ? footer : ''));
+    if (changed.size > 0 || figures.length > 0) {
+      await shareTurnFiles({
+        client,
+        channel,
+        threadTs,
+        workspace,
+        paths: [...changed],
+        figures,
+        max: limits.maxSharedFilesPerTurn,
+        logger: log,
+      });
+    }
+  }
+
+  async download(mention: Mention, log: Logger): Promise<void> {
+    const { client, store } = this.deps;
+    await runDownloadCommand({ client, channel: mention.key.channel, threadTs: mention.key.threadTs, workspace: store.open(mention.key), logger: log });
+  }
+
+  async notebook(mention: Mention, log: Logger): Promise<void> {
+    const { client, store } = this.deps;
+    const { channel, threadTs } = mention.key;
+    const workspace = store.open(mention.key);
+    const history = await loadHistory(workspace);
+    if (!history.some((message) => message.role === 'tool')) {
+      await client.chat.postMessage({ channel, thread_ts: threadTs, text: 'There is no code in this thread yet, so there is no notebook to export.' });
+      return;
+    }
+    const notebook = await buildNotebook(history, workspace, { title: `Slack thread ${threadTs}` });
+    await client.files.uploadV2({
+      channel_id: channel,
+      thread_ts: threadTs,
+      filename: 'thread.ipynb',
+      title: 'thread.ipynb',
+      file: notebook,
+      initial_comment: 'Here is the work of this thread as a Jupyter notebook.',
+    });
+    log.info('notebook shared', { bytes: notebook.length });
+  }
+
+  /** The user's message for the model: their text, where their files were saved, and a preview of tables. */
+  private async userContent(mention: Mention, workspace: Workspace, signal: AbortSignal, log: Logger): Promise<string> {
+    const { client, config } = this.deps;
+    const { channel, threadTs } = mention.key;
+    const ingest = await ingestSlackFiles({
+      client,
+      botToken: config.slack.botToken,
+      workspace,
+      channel,
+      messageTs: mention.ts,
+      threadTs,
+      files: mention.files,
+      eventMayHaveFiles: mention.text === '',
+      maxUploadBytes: config.limits.maxUploadMb * 1024 * 1024,
+      logger: log,
+    });
+    if (ingest.problems.length > 0) {
+      await postLongText(client, channel, threadTs, ingest.problems.map((problem) => `:warning: ${problem}`).join('\n'));
+    }
+    const parts: string[] = [];
+    if (mention.text !== '') parts.push(mention.text);
+    const uploads = describeUploadsForModel(ingest.saved);
+    if (uploads !== '') {
+      parts.push(uploads);
+      const preview = await previewUploads({
+        sandbox: this.deps.sandbox,
+        workspace,
+        paths: ingest.saved.map((file) => file.path),
+        timeoutSec: Math.min(60, config.limits.stepTimeoutSec),
+        logger: log,
+        signal,
+      });
+      if (preview !== '') parts.push(preview);
+    }
+    if (mention.text === '') {
+      parts.push(ingest.saved.length > 0 ? 'Please take a first look at the file(s) and tell me what they contain.' : '(The message had no text.)');
+    }
+    return parts.join('\n\n');
+  }
+}
+
+interface Ending {
+  icon: string;
+  headline: string;
+  /** A message for the thread besides the answer (why the turn ended early). */
+  message?: string;
+  /** Recorded in the history so later turns know what happened. */
+  historyNote: string;
+}
+
+function describeOutcome(outcome: TurnOutcome, config: BotDependencies['config'], user: string): Ending {
+  switch (outcome.stopReason) {
+    case 'answered':
+      return { icon: ':white_check_mark:', headline: 'Done', historyNote: '' };
+    case 'max_steps':
+      return {
+        icon: ':warning:',
+        headline: 'Step limit reached',
+        message: `:warning: I stopped after ${config.limits.maxStepsPerTurn} steps (MAX_STEPS_PER_TURN). Mention me again to continue from here.`,
+        historyNote: 'The turn ended at the step limit.',
+      };
+    case 'token_budget':
+      return {
+        icon: ':no_entry:',
+        headline: 'Token budget reached',
+        message: ':no_entry: I stopped because the model-token budget was reached (TURN_MAX_TOKENS / THREAD_MAX_TOKENS).',
+        historyNote: 'The turn ended at the token budget.',
+      };
+    case 'sandbox_budget':
+      return {
+        icon: ':no_entry:',
+        headline: 'Sandbox-time budget reached',
+        message: ':no_entry: I stopped because the sandbox-time budget was reached (TURN_MAX_SANDBOX_SEC / THREAD_MAX_SANDBOX_SEC).',
+        historyNote: 'The turn ended at the sandbox-time budget.',
+      };
+    case 'cancelled':
+      return {
+        icon: ':octagonal_sign:',
+        headline: 'Stopped',
+        message: `:octagonal_sign: Stopped${outcome.steps > 0 ? ` after ${outcome.steps} step${outcome.steps === 1 ? '' : 's'}` : ''}. Mention me again to continue.`,
+        historyNote: `The user <@${user}> or an admin stopped this turn.`,
+      };
+    case 'model_error':
+      return {
+        icon: ':warning:',
+        headline: 'Model error',
+        message: `:warning: ${describeModelError(outcome.error)} Your message is saved; mention me again to retry.`,
+        historyNote: 'The turn ended because the model service failed.',
+      };
+    case 'sandbox_error':
+      return {
+        icon: ':warning:',
+        headline: 'Sandbox error',
+        message: `:warning: ${outcome.error instanceof SandboxError ? outcome.error.userMessage : 'The sandbox failed to run the code.'} Mention me again to retry.`,
+        historyNote: 'The turn ended because the sandbox failed.',
+      };
+  }
+}
+
+function describeModelError(error: unknown): string {
+  if (error instanceof APIConnectionError) return 'I could not reach the model service.';
+  if (error instanceof APIError && error.status !== undefined) {
+    if (error.status === 429) return 'The model service is rate-limiting or out of quota (HTTP 429), even after retries.';
+    if (error.status === 401 || error.status === 403) return `The model service refused the API key (HTTP ${error.status}): an admin should check OPENAI_API_KEY.`;
+    return `The model service answered with an error (HTTP ${error.status}), even after retries.`;
+  }
+  return 'The model service failed.';
+}
+
+function describeThreadCap(config: BotDependencies['config'], used: Usage): string {
+  const { threadMaxTokens, threadMaxSandboxSec } = config.budgets;
+  if (threadMaxTokens !== undefined && used.totalTokens >= threadMaxTokens) return `THREAD_MAX_TOKENS=${threadMaxTokens} model tokens`;
+  return `THREAD_MAX_SANDBOX_SEC=${threadMaxSandboxSec} seconds of sandbox time`;
+}
+
+function remaining(cap: number | undefined, used: number): number | undefined {
+  return cap === undefined ? undefined : Math.max(0, cap - used);
+}
+
+function minDefined(...values: (number | undefined)[]): number | undefined {
+  const defined = values.filter((value): value is number => value !== undefined);
+  return defined.length === 0 ? undefined : Math.min(...defined);
+}

@@ -1,0 +1,178 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import OpenAI from 'openai';
+import { runTurn, type TurnInput, type TurnLimits } from '../controller/agent/agent-loop.js';
+import { toModelMessages, estimateTokens, type HistoryMessage } from '../controller/agent/history.js';
+import { parseExecuteArguments, stepTitle } from '../controller/agent/execute-tool.js';
+import { silentLogger } from '../controller/logger.js';
+import { SandboxError, type Sandbox, type StepRequest, type StepResult } from '../controller/sandbox/sandbox.js';
+import type { Workspace } from '../controller/workspace/workspace.js';
+import { FakeOpenAI, executeCall } from './fakes/fake-openai.js';
+
+/** A Sandbox that records requests and answers from a function (the seam, not a module mock). */
+class RecordingSandbox implements Sandbox {
+  readonly requests: StepRequest[] = [];
+  constructor(private readonly answer: (request: StepRequest, signal?: AbortSignal) => Promise<Partial<StepResult>> | Partial<StepResult>) {}
+  async run(_workspace: Workspace, request: StepRequest, options: { signal?: AbortSignal } = {}): Promise<StepResult> {
+    this.requests.push(request);
+    const partial = await this.answer(request, options.signal);
+    return { stepId: `s${this.requests.length}`, exitCode: 0, stdout: '', stderr: '', outputTruncated: false, error: null, durationMs: 5, figures: [], files: [], unsaved: [], notes: [], ...partial };
+  }
+}
+
+const workspace = { key: { team: 'T', channel: 'C', threadTs: '1.1' } } as unknown as Workspace;
+const limits: TurnLimits = { maxSteps: 3, stepTimeoutSec: 10, contextTokenBudget: 100_000, toolOutputChars: 2000 };
+
+describe('agent loop', () => {
+  let ai: FakeOpenAI;
+  let openai: OpenAI;
+  before(async () => {
+    ai = await new FakeOpenAI({ apiKey: 'sk-loop' }).start();
+    openai = new OpenAI({ apiKey: 'sk-loop', baseURL: ai.baseUrl, maxRetries: 0 });
+  });
+  after(async () => ai.close());
+
+  const input = (sandbox: Sandbox, overrides: Partial<TurnInput> = {}): TurnInput => ({
+    openai,
+    model: 'test-model',
+    sandbox,
+    workspace,
+    systemPrompt: 'system prompt',
+    history: [],
+    userMessage: { role: 'user', content: 'question' },
+    limits,
+    logger: silentLogger,
+    ...overrides,
+  });
+
+  test('runs the code the model asks for and answers with the result', async () => {
+    ai.enqueue({ ...executeCall('print(6 * 7)'), usage: { total_tokens: 30 } }, { content: 'It is **42**.', usage: { total_tokens: 20 } });
+    const sandbox = new RecordingSandbox(() => ({ stdout: '42\n' }));
+    const events: string[] = [];
+    const outcome = await runTurn(input(sandbox, { onEvent: (event) => events.push(event.type) }));
+    assert.equal(outcome.stopReason, 'answered');
+    assert.equal(outcome.answer, 'It is **42**.');
+    assert.equal(outcome.steps, 1);
+    assert.equal(outcome.usage.totalTokens, 50);
+    assert.deepEqual(sandbox.requests, [{ language: 'python', code: 'print(6 * 7)', timeoutSec: 10 }]);
+    assert.deepEqual(outcome.messages.map((message) => message.role), ['user', 'assistant', 'tool', 'assistant']);
+    assert.deepEqual(events, ['model_call', 'step_started', 'step_finished', 'model_call']);
+    const second = ai.requests.at(-1)!.body;
+    assert.equal(second.messages.at(-1)!.role, 'tool');
+    assert.match(String(second.messages.at(-1)!.content), /^42/);
+    assert.equal((second.tools as { function: { name: string } }[])[0]!.function.name, 'execute');
+  });
+
+  test('stops at the step limit and asks the model to answer without tools', async () => {
+    ai.script(() => executeCall('print(1)'));
+    const sandbox = new RecordingSandbox(() => ({ stdout: '1' }));
+    const outcome = await runTurn(input(sandbox));
+    ai.script(() => ({ content: 'unused' }));
+    assert.equal(sandbox.requests.length, 3);
+    assert.equal(outcome.stopReason, 'max_steps');
+    assert.equal(ai.requests.at(-1)!.body.tool_choice, 'none');
+    const toolCalls = outcome.messages.filter((message) => message.role === 'assistant' && 'tool_calls' in message && message.tool_calls).length;
+    assert.equal(outcome.messages.filter((message) => message.role === 'tool').length, toolCalls, 'every tool call has its result');
+  });
+
+  test('bad tool arguments go back to the model, not to the sandbox', async () => {
+    ai.enqueue({ toolCalls: [{ name: 'execute', arguments: '{not json' }] }, { toolCalls: [{ name: 'execute', arguments: { language: 'cobol', code: 'x' } }] }, { content: 'ok' });
+    const sandbox = new RecordingSandbox(() => ({}));
+    const outcome = await runTurn(input(sandbox));
+    assert.equal(sandbox.requests.length, 0);
+    assert.equal(outcome.stopReason, 'answered');
+    const tools = outcome.messages.filter((message) => message.role === 'tool').map((message) => String(message.content));
+    assert.match(tools[0]!, /not valid JSON/);
+    assert.match(tools[1]!, /not supported/);
+  });
+
+  test('a stop during a step ends the turn with every tool call answered', async () => {
+    ai.enqueue({ toolCalls: [{ name: 'execute', arguments: { language: 'python', code: 'sleep' } }, { name: 'execute', arguments: { language: 'python', code: 'never' } }] });
+    const controller = new AbortController();
+    const sandbox = new RecordingSandbox(
+      (_request, signal) =>
+        new Promise((_resolve, reject) => {
+          signal?.addEventListener('abort', () => reject(new SandboxError('cancelled', 'cancelled')));
+          setTimeout(() => controller.abort(), 20);
+        }),
+    );
+    const outcome = await runTurn(input(sandbox, { signal: controller.signal }));
+    assert.equal(outcome.stopReason, 'cancelled');
+    assert.equal(sandbox.requests.length, 1);
+    const tools = outcome.messages.filter((message) => message.role === 'tool');
+    assert.equal(tools.length, 2);
+    assert.match(String(tools[0]!.content), /stopped/);
+  });
+
+  test('a token budget ends the turn cleanly', async () => {
+    ai.enqueue({ ...executeCall('print(1)'), usage: { total_tokens: 500 } });
+    const sandbox = new RecordingSandbox(() => ({ stdout: '1' }));
+    const outcome = await runTurn(input(sandbox, { limits: { ...limits, maxTokens: 400 } }));
+    assert.equal(outcome.stopReason, 'token_budget');
+    assert.equal(sandbox.requests.length, 0);
+    assert.equal(ai.pendingReplies, 0);
+  });
+
+  test('a sandbox failure ends the turn as a sandbox error', async () => {
+    ai.enqueue(executeCall('print(1)'));
+    const sandbox = new RecordingSandbox(() => {
+      throw new SandboxError('runner_failed', 'runner crashed');
+    });
+    const outcome = await runTurn(input(sandbox));
+    assert.equal(outcome.stopReason, 'sandbox_error');
+    assert.ok(outcome.error instanceof SandboxError);
+  });
+
+  test('long tool output reaches the model with head and tail kept', async () => {
+    ai.enqueue(executeCall('print(big)'), { content: 'done' });
+    const stdout = `HEAD${'x'.repeat(50_000)}TAIL`;
+    await runTurn(input(new RecordingSandbox(() => ({ stdout }))));
+    const tool = String(ai.requests.at(-1)!.body.messages.at(-1)!.content);
+    assert.ok(tool.length < 3000);
+    assert.match(tool, /^HEAD/);
+    assert.match(tool, /TAIL$/);
+    assert.match(tool, /cut|trimmed|omitted/i);
+  });
+});
+
+describe('history for the model', () => {
+  const turn = (index: number, outputChars: number): HistoryMessage[] => [
+    { role: 'user', content: `question ${index}` },
+    { role: 'assistant', content: null, tool_calls: [{ id: `call${index}`, type: 'function', function: { name: 'execute', arguments: '{}' } }] },
+    { role: 'tool', tool_call_id: `call${index}`, content: 'o'.repeat(outputChars), meta: { step: { code: '', stdout: '', stderr: '', error: null, figures: [], durationMs: 1 } } },
+    { role: 'assistant', content: `answer ${index}` },
+  ];
+
+  test('within budget nothing changes but meta is stripped', () => {
+    const messages = toModelMessages(turn(1, 100), 10_000);
+    assert.equal(messages.length, 4);
+    assert.ok(messages.every((message) => !('meta' in message)));
+  });
+
+  test('old tool output is trimmed first, then old turns dropped, never the current one', () => {
+    const history = [...turn(1, 40_000), ...turn(2, 40_000), ...turn(3, 40_000)];
+    const trimmed = toModelMessages(history, 5_000);
+    assert.ok(estimateTokens(trimmed) <= 5_000);
+    assert.equal(trimmed.filter((message) => message.role === 'user').length, 3, 'trimming output was enough');
+    assert.match(String(trimmed[2]!.content), /trimmed/);
+
+    const tight = toModelMessages(history, 300);
+    assert.equal(tight[0]!.role, 'user');
+    assert.equal(tight[0]!.content, 'question 3');
+    const ids = tight.flatMap((message) => (message.role === 'tool' ? [message.tool_call_id] : []));
+    assert.deepEqual(ids, ['call3'], 'tool results stay paired with their calls');
+  });
+});
+
+describe('execute tool arguments', () => {
+  test('python, shell and titles', () => {
+    assert.deepEqual(parseExecuteArguments('execute', '{"language":"python","code":"print(1)"}'), { language: 'python', code: 'print(1)', pythonCode: 'print(1)' });
+    const shell = parseExecuteArguments('execute', '{"language":"shell","code":"ls -la \\"x\\""}');
+    assert.ok('pythonCode' in shell && shell.pythonCode.includes('subprocess'));
+    assert.ok('problem' in parseExecuteArguments('other', '{}'));
+    assert.ok('problem' in parseExecuteArguments('execute', '{"language":"python","code":"  "}'));
+    assert.equal(stepTitle('', '# Load the sales data\nimport pandas'), 'Load the sales data');
+    assert.equal(stepTitle('Let me plot it.\nMore text', 'plt.plot()'), 'Let me plot it.');
+    assert.equal(stepTitle('', 'print(1)'), 'print(1)');
+  });
+});

@@ -1,0 +1,235 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { WorkspaceStore } from '../../controller/workspace/workspace.js';
+import { FakeOpenAI, lastUserText, toolResults, executeCall, type ChatRequest, type Reply } from '../fakes/fake-openai.js';
+import { FakeSlack } from '../fakes/fake-slack.js';
+import { mentionEvent, mentionText, messageEvent, nextMessageTs, postEvent, postSigned } from './slack-events.js';
+import { BOT_TOKEN, OPENAI_KEY, SIGNING_SECRET, startBot, type BotProcess } from './bot-process.js';
+import { readAll } from './workspace-contract.js';
+
+export const BOT_USER = 'UBOT';
+export const TEAM = 'T1';
+
+export interface Backend {
+  /** Environment for the bot process (on top of Slack/OpenAI settings and DATA_DIR). */
+  env: Record<string, string>;
+  /** The same store the bot uses, to look at files from the outside. */
+  store: (dataDir: string) => WorkspaceStore;
+  close: () => Promise<void>;
+}
+
+/**
+ * The deterministic "model" of the end-to-end tests. A user message `run: <code>` makes it call
+ * execute with that code, then answer `Result: <tool output>`; any other text is echoed back.
+ */
+export function scriptedModel(request: ChatRequest): Reply {
+  const text = lastUserText(request);
+  const results = toolResults(request, { sinceLastUser: true });
+  const match = /run:\s*([\s\S]*)$/.exec(text);
+  if (match === null) return { content: `echo: ${text}`, usage: { total_tokens: 10 } };
+  if (results.length === 0) return { ...executeCall(match[1]!), usage: { total_tokens: 10 } };
+  return { content: `Result: ${results.at(-1)!.content}`, usage: { total_tokens: 10 } };
+}
+
+export interface Harness {
+  slack: FakeSlack;
+  ai: FakeOpenAI;
+  bot: BotProcess;
+  backend: Backend;
+  /** Posts a mention in a new thread (or in `threadTs`) and returns its ts. */
+  mention: (text: string, options?: { channel?: string; threadTs?: string; user?: string; files?: unknown[]; eventId?: string; retryNum?: number }) => Promise<{ ts: string; threadTs: string; status: number; eventId: string }>;
+  /** Waits until the thread has a bot message matching `pattern` and returns its text. */
+  waitForReply: (threadTs: string, pattern: RegExp, channel?: string, timeoutMs?: number) => Promise<string>;
+}
+
+export async function startHarness(makeBackend: () => Promise<Backend>, env: Record<string, string> = {}): Promise<Harness> {
+  const slack = await new FakeSlack({ botToken: BOT_TOKEN, botUserId: BOT_USER, teamId: TEAM }).start();
+  const ai = await new FakeOpenAI({ apiKey: OPENAI_KEY }).start();
+  ai.script(scriptedModel);
+  const backend = await makeBackend();
+  const bot = await startBot({ slackApiUrl: slack.apiUrl, openaiBaseUrl: ai.baseUrl, env: { ...backend.env, ...env } });
+  const harness: Harness = {
+    slack,
+    ai,
+    bot,
+    backend,
+    mention: async (text, options = {}) => {
+      const ts = nextMessageTs();
+      const channel = options.channel ?? 'C1';
+      const event = mentionEvent({
+        channel,
+        user: options.user ?? 'U1',
+        text: mentionText(BOT_USER, text),
+        ts,
+        thread_ts: options.threadTs,
+        files: options.files as never,
+      });
+      const result = await postEvent(bot.eventsUrl, SIGNING_SECRET, event, { eventId: options.eventId, retryNum: options.retryNum });
+      return { ts, threadTs: options.threadTs ?? ts, status: result.status, eventId: result.eventId };
+    },
+    waitForReply: (threadTs, pattern, channel = 'C1', timeoutMs = 20_000) =>
+      slack.waitFor(
+        (fake) => fake.botMessagesIn(channel, threadTs).find((message) => pattern.test(message.text ?? ''))?.text,
+        timeoutMs,
+      ),
+  };
+  return harness;
+}
+
+export async function stopHarness(harness: Harness | undefined): Promise<void> {
+  if (harness === undefined) return;
+  await harness.bot.stop();
+  await Promise.all([harness.slack.close(), harness.ai.close(), harness.backend.close()]);
+}
+
+/** The scenarios of issue 2 (and the file scenarios of issue 3), run against one backend. */
+export function endToEndScenarios(name: string, makeBackend: () => Promise<Backend>): void {
+  describe(`end to end (${name})`, () => {
+    let h: Harness;
+    before(async () => {
+      h = await startHarness(makeBackend, { STEP_TIMEOUT_SEC: '3' });
+    });
+    after(async () => stopHarness(h));
+
+    test('a mention is answered in its own thread, with a status message, never in the channel', async () => {
+      const { threadTs, status } = await h.mention('run: print(sum(range(1, 101)))');
+      assert.equal(status, 200);
+      const answer = await h.waitForReply(threadTs, /Result:/);
+      assert.match(answer, /5050/);
+      const posts = h.slack.callsTo('chat.postMessage');
+      assert.ok(posts.every((call) => typeof call.args.thread_ts === 'string'), 'every post is in a thread');
+      const statusMessages = h.slack.botMessagesIn('C1', threadTs).filter((message) => /step/.test(message.text ?? ''));
+      assert.equal(statusMessages.length, 1, 'one status message, edited in place');
+      assert.ok(h.slack.callsTo('chat.update').some((call) => call.args.ts === statusMessages[0]!.ts));
+    });
+
+    test('the second mention in a thread sees the first turn; a new thread starts clean', async () => {
+      const { threadTs } = await h.mention('run: favourite = 41 + 1\nprint(favourite)');
+      await h.waitForReply(threadTs, /Result:/);
+      const before = h.ai.requests.length;
+      await h.mention('what did we compute?', { threadTs });
+      await h.waitForReply(threadTs, /echo: what did we compute/);
+      const request = h.ai.requests.slice(before).at(-1)!.body;
+      const roles = request.messages.map((message) => message.role);
+      assert.deepEqual(roles, ['system', 'user', 'assistant', 'tool', 'assistant', 'user']);
+      assert.match(JSON.stringify(request.messages[2]), /favourite = 41 \+ 1/);
+      assert.match(String(request.messages[3]!.content), /42/);
+
+      const fresh = await h.mention('hello new thread');
+      await h.waitForReply(fresh.threadTs, /echo: hello new thread/);
+      const freshRequest = h.ai.requests.at(-1)!.body;
+      assert.deepEqual(freshRequest.messages.map((message) => message.role), ['system', 'user']);
+    });
+
+    test('Python state survives between turns of a thread and stays in its thread', async () => {
+      const first = await h.mention('run: secret_number = 1234');
+      await h.waitForReply(first.threadTs, /Result:/);
+      await h.mention('run: print(secret_number * 2)', { threadTs: first.threadTs });
+      await h.waitForReply(first.threadTs, /Result: 2468/);
+      const other = await h.mention("run: print('secret_number' in globals())");
+      await h.waitForReply(other.threadTs, /Result: False/);
+    });
+
+    test('two threads writing data.csv never collide', async () => {
+      const [a, b] = await Promise.all([
+        h.mention("run: open('data.csv', 'w').write('thread A')"),
+        h.mention("run: open('data.csv', 'w').write('thread B')"),
+      ]);
+      await Promise.all([h.waitForReply(a.threadTs, /Result:/), h.waitForReply(b.threadTs, /Result:/)]);
+      const store = h.backend.store(h.bot.dataDir);
+      const read = async (threadTs: string) => readAll(await store.open({ team: TEAM, channel: 'C1', threadTs }).read('data.csv'));
+      assert.equal(await read(a.threadTs), 'thread A');
+      assert.equal(await read(b.threadTs), 'thread B');
+      await h.mention("run: print(open('data.csv').read())", { threadTs: a.threadTs });
+      await h.waitForReply(a.threadTs, /Result: thread A/);
+    });
+
+    test('20 concurrent threads each get only their own answer', async () => {
+      const threads = await Promise.all(
+        Array.from({ length: 20 }, (_, index) => h.mention(`run: import time; time.sleep(0.05); print('answer-${index}-' + str(${index} * ${index}))`)),
+      );
+      await Promise.all(threads.map(({ threadTs }, index) => h.waitForReply(threadTs, new RegExp(`answer-${index}-${index * index}\\b`), 'C1', 60_000)));
+      for (const [index, { threadTs }] of threads.entries()) {
+        const texts = h.slack.botMessagesIn('C1', threadTs).map((message) => message.text ?? '').join('\n');
+        const others = [...texts.matchAll(/answer-(\d+)-/g)].map((match) => Number(match[1]));
+        assert.ok(others.every((other) => other === index), `thread ${index} saw answers of ${others.join(',')}`);
+      }
+    });
+
+    test('a retried or duplicated event starts no second turn', async () => {
+      const before = h.ai.requests.length;
+      const first = await h.mention('only once please');
+      await h.waitForReply(first.threadTs, /echo: only once please/);
+      const again = mentionEvent({ channel: 'C1', user: 'U1', text: mentionText(BOT_USER, 'only once please'), ts: first.ts });
+      const retried = await postEvent(h.bot.eventsUrl, SIGNING_SECRET, again, { eventId: first.eventId, retryNum: 1, retryReason: 'http_timeout' });
+      const duplicate = await postEvent(h.bot.eventsUrl, SIGNING_SECRET, again, { eventId: first.eventId });
+      assert.equal(retried.status, 200);
+      assert.equal(duplicate.status, 200);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.equal(h.ai.requests.length - before, 1);
+      assert.equal(h.slack.botMessagesIn('C1', first.threadTs).filter((message) => /echo: only once/.test(message.text ?? '')).length, 1);
+    });
+
+    test('a request with a bad signature is rejected and starts nothing', async () => {
+      const before = h.ai.requests.length;
+      const event = mentionEvent({ channel: 'C1', user: 'U1', text: mentionText(BOT_USER, 'forged') });
+      const body = JSON.stringify({ type: 'event_callback', team_id: TEAM, event, event_id: 'EvForged1' });
+      const result = await postSigned(h.bot.eventsUrl, 'wrong-secret', body);
+      assert.equal(result.status, 401);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(h.ai.requests.length, before);
+    });
+
+    test('messages from bots, the bot itself included, start nothing', async () => {
+      const before = h.ai.requests.length;
+      const calls = h.slack.calls.length;
+      const fromBot = messageEvent({ channel: 'C1', user: BOT_USER, bot_id: 'B1', text: mentionText(BOT_USER, 'loop?') });
+      await postEvent(h.bot.eventsUrl, SIGNING_SECRET, { ...fromBot, type: 'app_mention' });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(h.ai.requests.length, before);
+      assert.equal(h.slack.calls.filter((call) => call.method === 'chat.postMessage').length, h.slack.calls.slice(0, calls).filter((call) => call.method === 'chat.postMessage').length);
+    });
+
+    test('a mention with no text gets a short help reply and no model call', async () => {
+      const before = h.ai.requests.length;
+      const { threadTs } = await h.mention('');
+      const help = await h.waitForReply(threadTs, /code interpreter/);
+      assert.match(help, /download/);
+      assert.equal(h.ai.requests.length, before);
+    });
+
+    test('an endless loop times out with a message and the thread keeps working', async () => {
+      const { threadTs } = await h.mention('run: while True: pass');
+      const result = await h.waitForReply(threadTs, /Result:/, 'C1', 30_000);
+      assert.match(result, /STEP_TIMEOUT_SEC|stopped after/);
+      await h.mention('run: print("still alive")', { threadTs });
+      await h.waitForReply(threadTs, /Result: still alive/);
+    });
+
+    test('the sandbox environment holds none of the controller secrets', async () => {
+      const { threadTs } = await h.mention(
+        "run: import os, glob\nblob = repr(dict(os.environ))\nfor path in glob.glob('/proc/*/environ'):\n    try: blob += open(path, 'rb').read().decode('latin-1')\n    except Exception: pass\nprint('xoxb' in blob, 'sk-test' in blob, 'SIGNING' in blob, len(blob) > 0)",
+      );
+      const result = await h.waitForReply(threadTs, /Result:/);
+      assert.match(result, /False False False True/);
+      assert.ok(!h.slack.calls.some((call) => JSON.stringify(call.args).includes(OPENAI_KEY)), 'no key in Slack');
+      assert.ok(!h.ai.requests.some((request) => JSON.stringify(request.body).includes(BOT_TOKEN)), 'no token to the model');
+      assert.ok(!h.bot.output().includes(BOT_TOKEN) && !h.bot.output().includes(OPENAI_KEY), 'no secret in the logs');
+    });
+
+    test('a model failure is retried, and a final failure is told in the thread', async () => {
+      h.ai.enqueue({ error: { status: 500, message: 'temporary' } });
+      const retried = await h.mention('flaky model');
+      await h.waitForReply(retried.threadTs, /echo: flaky model/, 'C1', 30_000);
+
+      h.ai.enqueue({ error: { status: 400, message: 'bad request from the fake' } });
+      const failed = await h.mention('broken model');
+      const message = await h.waitForReply(failed.threadTs, /model service/);
+      assert.match(message, /HTTP 400/);
+      await h.mention('and now?', { threadTs: failed.threadTs });
+      await h.waitForReply(failed.threadTs, /echo: and now\?/);
+      const lastRequest = h.ai.requests.at(-1)!.body;
+      assert.ok(lastRequest.messages.some((message) => message.role === 'user' && /broken model/.test(String(message.content))), 'the failed turn is in the history');
+    });
+  });
+}
