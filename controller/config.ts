@@ -190,7 +190,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
 
   let sandbox: Config['sandbox'];
   if (e.SANDBOX_BACKEND === 'cloudrun') {
-    if (storage.backend !== 'gcs') fail('SANDBOX_BACKEND', '=cloudrun needs STORAGE_BACKEND=gcs (the job reads the thread from GCS)');
+    if (storage.backend !== 'gcs') fail('SANDBOX_BACKEND', 'is cloudrun, which needs STORAGE_BACKEND=gcs (the job reads the thread from GCS)');
     if (e.GCP_PROJECT === undefined) fail('GCP_PROJECT', 'is required when SANDBOX_BACKEND=cloudrun');
     if (e.GCP_REGION === undefined) fail('GCP_REGION', 'is required when SANDBOX_BACKEND=cloudrun');
     if (e.SANDBOX_JOB === undefined) fail('SANDBOX_JOB', 'is required when SANDBOX_BACKEND=cloudrun');
@@ -202,7 +202,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       apiEndpoint: e.CLOUD_RUN_API_ENDPOINT,
     };
   } else {
-    if (storage.backend !== 'local') fail('SANDBOX_BACKEND', '=local needs STORAGE_BACKEND=local (set SANDBOX_BACKEND=cloudrun with gcs)');
+    if (storage.backend !== 'local') fail('SANDBOX_BACKEND', 'is local, which needs STORAGE_BACKEND=local (use SANDBOX_BACKEND=cloudrun with gcs)');
     sandbox = { backend: 'local', python: e.SANDBOX_PYTHON, network: e.SANDBOX_NETWORK, isolation: e.SANDBOX_ISOLATION };
   }
 

@@ -15,6 +15,12 @@ import { formatDuration } from './slack/status-render.js';
 import { previewUploads } from './slack/upload-preview.js';
 import { isInternalPath, type Workspace } from './workspace/workspace.js';
 
+/** What a turn has done so far, so the catch-all knows what is left to save. */
+interface TurnProgress {
+  userMessage?: HistoryMessage;
+  historySaved: boolean;
+}
+
 /** Tokens and sandbox time a thread has used so far (for the per-thread budget). */
 interface Usage {
   totalTokens: number;
@@ -28,15 +34,38 @@ export class TurnRunner {
   constructor(private readonly deps: BotDependencies) {}
 
   async run(mention: Mention, turnId: string, signal: AbortSignal, log: Logger): Promise<void> {
-    const { client, config, store } = this.deps;
+    const { client } = this.deps;
     const { channel, threadTs } = mention.key;
-    const workspace = store.open(mention.key);
-    const startedAt = Date.now();
+    const workspace = this.deps.store.open(mention.key);
     const status = new StatusMessage(client, channel, threadTs, turnId, this.deps.statusIntervalMs ?? 2000, log);
-    await status.start();
+    const progress: TurnProgress = { historySaved: false };
+    try {
+      await status.start();
+      await this.turn(mention, signal, log, workspace, status, progress);
+    } catch (error) {
+      // The one catch-all of a turn: whatever failed, the user's message stays in the history, the
+      // status message stops saying "working", and the thread gets one clear line.
+      log.error('turn failed', { error: describeError(error) });
+      if (!progress.historySaved) {
+        const userMessage = progress.userMessage ?? { role: 'user', content: mention.text, meta: { ts: mention.ts, user: mention.user } };
+        await appendHistory(workspace, [userMessage, { role: 'assistant', content: '(This turn failed on the bot side before it finished.)' }]).catch(
+          (saveError: unknown) => log.error('history not saved', { error: describeError(saveError) }),
+        );
+      }
+      await status.finish(':warning: Failed').catch(() => {});
+      await postLongText(client, channel, threadTs, ':warning: Something went wrong on my side and this turn did not finish. Your message is saved; mention me again to retry.').catch(
+        () => {},
+      );
+    }
+  }
 
+  private async turn(mention: Mention, signal: AbortSignal, log: Logger, workspace: Workspace, status: StatusMessage, progress: TurnProgress): Promise<void> {
+    const { client, config } = this.deps;
+    const { channel, threadTs } = mention.key;
+    const startedAt = Date.now();
     const userText = await this.userContent(mention, workspace, signal, log);
     const userMessage: HistoryMessage = { role: 'user', content: userText, meta: { ts: mention.ts, user: mention.user } };
+    progress.userMessage = userMessage;
 
     const [history, usageState] = await Promise.all([loadHistory(workspace), workspace.readState<Usage>(USAGE_STATE)]);
     const used = usageState?.value ?? { totalTokens: 0, sandboxMs: 0 };
@@ -48,6 +77,7 @@ export class TurnRunner {
       await status.finish(':no_entry: This thread has used its budget.');
       await postLongText(client, channel, threadTs, ':no_entry: This thread has reached its budget (' + describeThreadCap(config, used) + '). Start a new thread to continue.');
       await appendHistory(workspace, [userMessage, { role: 'assistant', content: '(Not answered: the thread budget was reached.)' }]);
+      progress.historySaved = true;
       return;
     }
 
@@ -95,6 +125,7 @@ export class TurnRunner {
     if (outcome.stopReason !== 'answered') record.push({ role: 'assistant', content: `(${ending.historyNote})` });
     // History first: whatever happens to the Slack calls below, the turn is not lost.
     await appendHistory(workspace, record);
+    progress.historySaved = true;
     await workspace.writeState(
       USAGE_STATE,
       { totalTokens: used.totalTokens + outcome.usage.totalTokens, sandboxMs: used.sandboxMs + outcome.usage.sandboxMs },

@@ -37,7 +37,7 @@ export class LocalWorkspaceStore implements WorkspaceStore {
     return new LocalWorkspace(key, join(this.dataDir, 'workspaces', path), join(this.dataDir, 'threads', path));
   }
 
-  async removeOlderThan(olderThanMs: number): Promise<{ removedThreads: string[] }> {
+  async removeOlderThan(olderThanMs: number, options: { dryRun?: boolean } = {}): Promise<{ removedThreads: string[] }> {
     const threads = new Set([
       ...(await threadDirs(join(this.dataDir, 'workspaces'))),
       ...(await threadDirs(join(this.dataDir, 'threads'))),
@@ -48,8 +48,10 @@ export class LocalWorkspaceStore implements WorkspaceStore {
       const workspace = this.open(key) as LocalWorkspace;
       const newest = Math.max(await newestMtime(workspace.root), await newestMtime(workspace.stateDir));
       if (newest < olderThanMs) {
-        await rm(workspace.root, { recursive: true, force: true });
-        await rm(workspace.stateDir, { recursive: true, force: true });
+        if (!options.dryRun) {
+          await rm(workspace.root, { recursive: true, force: true });
+          await rm(workspace.stateDir, { recursive: true, force: true });
+        }
         removedThreads.push(path);
       }
     }

@@ -60,8 +60,11 @@ export interface Workspace {
 
 export interface WorkspaceStore {
   open(key: ThreadKey): Workspace;
-  /** Removes workspaces and histories whose newest file is older than `olderThanMs` (epoch ms). */
-  removeOlderThan(olderThanMs: number): Promise<{ removedThreads: string[] }>;
+  /**
+   * Removes workspaces and histories whose newest file is older than `olderThanMs` (epoch ms).
+   * With `dryRun`, removes nothing and returns the threads that would be removed.
+   */
+  removeOlderThan(olderThanMs: number, options?: { dryRun?: boolean }): Promise<{ removedThreads: string[] }>;
 }
 
 export class UnsafePathError extends AppError {

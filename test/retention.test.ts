@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { lstat, mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, beforeEach, describe, it } from 'node:test';
+import { Storage } from '@google-cloud/storage';
+import { appendHistory, loadHistory } from '../controller/agent/history.js';
+import { silentLogger } from '../controller/logger.js';
+import { parseRetentionArguments, retentionDays, RetentionUsageError } from '../controller/retention.js';
+import { GcsWorkspaceStore } from '../controller/workspace/gcs-workspace.js';
+import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
+import type { WorkspaceStore } from '../controller/workspace/workspace.js';
+import { FakeGcs } from './fakes/fake-gcs.js';
+
+// `npm run retention` as an operator runs it: a real child process, with no Slack or OpenAI variable.
+
+const ROOT = join(import.meta.dirname, '..');
+const DAY_MS = 24 * 60 * 60 * 1000;
+const oldThread = { team: 'T1', channel: 'C1', threadTs: '1600000000.000100' };
+const freshThread = { team: 'T1', channel: 'C1', threadTs: '1700000000.000200' };
+const OLD_PATH = 'T1/C1/1600000000.000100';
+const FRESH_PATH = 'T1/C1/1700000000.000200';
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI asynchronously (a fake server in this process must keep answering meanwhile). */
+function runCli(args: string[], env: Record<string, string>): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'controller/retention-cli.ts', ...args], {
+      cwd: ROOT,
+      // Only what a process needs to run: in particular no SLACK_* and no OPENAI_* variable.
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function jsonLines(stdout: string): Array<Record<string, unknown>> {
+  return stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+/** A thread with files, internal step files and history, as the bot leaves it. */
+async function makeThread(store: WorkspaceStore, key: typeof oldThread): Promise<void> {
+  const workspace = store.open(key);
+  await workspace.write('sales.csv', 'a,b\n1,2\n');
+  await workspace.write('charts/figure_1.png', Buffer.from([0x89, 0x50, 0x4e, 0x47]));
+  await workspace.write('.oi/steps/s1/result.json', '{}');
+  await appendHistory(workspace, [{ role: 'user', content: 'hello' }, { role: 'assistant', content: 'hi' }]);
+}
+
+/** Sets the modification time of a folder and everything under it. */
+async function age(path: string, when: Date): Promise<void> {
+  for (const child of await readdir(path)) {
+    const full = join(path, child);
+    if ((await lstat(full)).isDirectory()) await age(full, when);
+    else await utimes(full, when, when);
+  }
+  await utimes(path, when, when);
+}
+
+describe('retention command, local storage', () => {
+  let dataDir: string;
+  let store: LocalWorkspaceStore;
+
+  beforeEach(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'retention-test-'));
+    store = new LocalWorkspaceStore(dataDir);
+    await makeThread(store, oldThread);
+    await makeThread(store, freshThread);
+    const monthAgo = new Date(Date.now() - 30 * DAY_MS);
+    await age(join(dataDir, 'workspaces', OLD_PATH), monthAgo);
+    await age(join(dataDir, 'threads', OLD_PATH), monthAgo);
+  });
+  afterEach(async () => {
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('removes the old thread (files and history) and keeps the fresh one', async () => {
+    const result = await runCli(['--days', '7'], { DATA_DIR: dataDir });
+    assert.equal(result.code, 0, result.stderr);
+    const lines = jsonLines(result.stdout);
+    assert.deepEqual(lines[0], { action: 'removed', thread: OLD_PATH });
+    assert.equal(lines[1]!.action, 'summary');
+    assert.equal(lines[1]!.removed, 1);
+    assert.equal(lines.length, 2);
+
+    assert.equal(existsSync(join(dataDir, 'workspaces', OLD_PATH)), false);
+    assert.equal(existsSync(join(dataDir, 'threads', OLD_PATH)), false);
+    assert.deepEqual(await loadHistory(store.open(oldThread)), []);
+    assert.deepEqual(await store.open(oldThread).list({ includeInternal: true }), []);
+
+    const fresh = store.open(freshThread);
+    assert.deepEqual((await fresh.list()).map((entry) => entry.path), ['charts/figure_1.png', 'sales.csv']);
+    assert.equal((await loadHistory(fresh)).length, 2);
+  });
+
+  it('takes the age from RETENTION_DAYS, and a longer age keeps both threads', async () => {
+    const keep = await runCli([], { DATA_DIR: dataDir, RETENTION_DAYS: '60' });
+    assert.equal(keep.code, 0, keep.stderr);
+    assert.deepEqual(jsonLines(keep.stdout).map((line) => line.action), ['summary']);
+    assert.equal(existsSync(join(dataDir, 'threads', OLD_PATH, 'messages.json')), true);
+
+    // --days wins over RETENTION_DAYS.
+    const remove = await runCli(['--days=7'], { DATA_DIR: dataDir, RETENTION_DAYS: '60' });
+    assert.equal(remove.code, 0, remove.stderr);
+    assert.equal(existsSync(join(dataDir, 'threads', OLD_PATH)), false);
+  });
+
+  it('a dry run lists the old thread and removes nothing', async () => {
+    const result = await runCli(['--days', '7', '--dry-run'], { DATA_DIR: dataDir });
+    assert.equal(result.code, 0, result.stderr);
+    const lines = jsonLines(result.stdout);
+    assert.deepEqual(lines[0], { action: 'would_remove', thread: OLD_PATH });
+    assert.equal(lines[1]!.dryRun, true);
+    assert.equal(lines[1]!.wouldRemove, 1);
+    assert.equal((await store.open(oldThread).list({ includeInternal: true })).length, 3);
+    assert.equal((await loadHistory(store.open(oldThread))).length, 2);
+  });
+
+  it('without RETENTION_DAYS or --days it exits non-zero with a clear message and removes nothing', async () => {
+    const result = await runCli([], { DATA_DIR: dataDir });
+    assert.notEqual(result.code, 0);
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr, /set RETENTION_DAYS or pass --days N/);
+    assert.equal(existsSync(join(dataDir, 'threads', OLD_PATH, 'messages.json')), true);
+
+    const bad = await runCli(['--days', 'soon'], { DATA_DIR: dataDir });
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /--days needs a whole number of days/);
+  });
+});
+
+describe('retention command, GCS storage (fake GCS on 127.0.0.1)', () => {
+  const BUCKET = 'retention-test';
+  const fake = new FakeGcs([BUCKET]);
+  let env: Record<string, string>;
+  let store: GcsWorkspaceStore;
+
+  beforeEach(async () => {
+    if (env === undefined) {
+      const { url } = await fake.start();
+      env = { STORAGE_BACKEND: 'gcs', GCS_BUCKET: BUCKET, GCS_API_ENDPOINT: url };
+      store = new GcsWorkspaceStore({ storage: new Storage({ apiEndpoint: url, projectId: 'test' }), bucket: BUCKET, logger: silentLogger });
+    }
+    fake.bucket(BUCKET).clear();
+    await makeThread(store, oldThread);
+    await makeThread(store, freshThread);
+    for (const [name, object] of fake.bucket(BUCKET)) {
+      if (name.includes(OLD_PATH)) object.updated = new Date(Date.now() - 30 * DAY_MS);
+    }
+  });
+  after(async () => {
+    await fake.close();
+    assert.deepEqual(fake.unexpected, [], 'the fake saw requests it does not understand');
+  });
+
+  const threadsIn = () => [...new Set(fake.names(BUCKET).map((name) => name.split('/').slice(1, 4).join('/')))].sort();
+
+  it('removes the old thread and keeps the fresh one', async () => {
+    const result = await runCli(['--days', '7'], env);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(jsonLines(result.stdout)[0], { action: 'removed', thread: OLD_PATH });
+    assert.deepEqual(threadsIn(), [FRESH_PATH]);
+  });
+
+  it('a dry run removes nothing', async () => {
+    const before = fake.names(BUCKET);
+    const result = await runCli(['--days', '7', '--dry-run'], env);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(jsonLines(result.stdout)[0], { action: 'would_remove', thread: OLD_PATH });
+    assert.deepEqual(fake.names(BUCKET), before);
+    assert.deepEqual(threadsIn(), [OLD_PATH, FRESH_PATH]);
+  });
+});
+
+describe('retention arguments', () => {
+  it('parses --days, --days=, --dry-run and refuses the rest', () => {
+    assert.deepEqual(parseRetentionArguments(['--days', '7', '--dry-run']), { days: 7, dryRun: true, help: false });
+    assert.deepEqual(parseRetentionArguments(['--days=30']), { days: 30, dryRun: false, help: false });
+    assert.throws(() => parseRetentionArguments(['--days']), RetentionUsageError);
+    assert.throws(() => parseRetentionArguments(['--days', '0']), RetentionUsageError);
+    assert.throws(() => parseRetentionArguments(['--days', '1.5']), RetentionUsageError);
+    assert.throws(() => parseRetentionArguments(['--force']), /unknown argument "--force"/);
+    assert.equal(retentionDays(3, 60), 3);
+    assert.equal(retentionDays(undefined, 60), 60);
+    assert.throws(() => retentionDays(undefined, undefined), /RETENTION_DAYS/);
+  });
+});
