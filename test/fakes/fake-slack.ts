@@ -37,6 +37,8 @@ export interface FakeSlackOptions {
   botUserId: string;
   teamId: string;
   botId?: string;
+  /** Socket Mode: the app token that may call apps.connections.open, and the ws:// URL it answers. */
+  socketMode?: { appToken: string; url: () => string };
 }
 
 export interface RecordedCall {
@@ -71,12 +73,14 @@ export class FakeSlack {
   private server: Server | undefined;
   private port = 0;
   private responseCounter = 0;
+  private readonly socketMode: FakeSlackOptions['socketMode'];
 
   constructor(options: FakeSlackOptions) {
     this.botToken = options.botToken;
     this.botUserId = options.botUserId;
     this.teamId = options.teamId;
     this.botId = options.botId ?? 'BBOT';
+    this.socketMode = options.socketMode;
     this.events.setMaxListeners(0);
     this.messages = new SlackMessageStore(() => this.events.emit('change'));
     this.files = new FakeSlackFiles(this.botToken, () => this.baseUrl, () => this.events.emit('change'));
@@ -214,6 +218,10 @@ export class FakeSlack {
       this.events.emit('change');
       sendJson(response, 200, { ok: false, error });
     };
+    if (method === 'apps.connections.open' && this.socketMode !== undefined && token === this.socketMode.appToken) {
+      this.calls.push({ method, args, at: Date.now() });
+      return sendJson(response, 200, { ok: true, url: this.socketMode.url() });
+    }
     if (token !== this.botToken) return fail('missing or wrong bot token', 'invalid_auth');
     if (method === 'files.upload') return fail('files.upload is retired: use files.uploadV2', 'method_deprecated');
     const handler = this.handlers[method];

@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { FakeOpenAI } from './fakes/fake-openai.js';
+import { FakeSlack } from './fakes/fake-slack.js';
+import { FakeSocketMode } from './fakes/fake-socket-mode.js';
+import { BOT_TOKEN, OPENAI_KEY, startBot, type BotProcess } from './helpers/bot-process.js';
+import { BOT_USER, scriptedModel, TEAM } from './helpers/e2e-scenarios.js';
+import { mentionEvent, mentionText, nextMessageTs } from './helpers/slack-events.js';
+
+const APP_TOKEN = 'xapp-1-test-app-token';
+let socket: FakeSocketMode;
+let slack: FakeSlack;
+let ai: FakeOpenAI;
+let bot: BotProcess;
+
+before(async () => {
+  socket = await new FakeSocketMode(APP_TOKEN).start();
+  slack = await new FakeSlack({ botToken: BOT_TOKEN, botUserId: BOT_USER, teamId: TEAM, socketMode: { appToken: APP_TOKEN, url: () => socket.url } }).start();
+  ai = await new FakeOpenAI({ apiKey: OPENAI_KEY }).start();
+  ai.script(scriptedModel);
+  // Socket Mode: no signing secret, no public URL; /healthz still answers on PORT.
+  bot = await startBot({ slackApiUrl: slack.apiUrl, openaiBaseUrl: ai.baseUrl, env: { SLACK_APP_TOKEN: APP_TOKEN, SLACK_SIGNING_SECRET: '' } });
+  await socket.waitForConnection();
+});
+after(async () => {
+  await bot?.stop();
+  await Promise.all([socket?.close(), slack?.close(), ai?.close()]);
+});
+
+test('with SLACK_APP_TOKEN the bot takes mentions over Socket Mode, acks them and answers in the thread', async () => {
+  const ts = nextMessageTs();
+  const event = mentionEvent({ channel: 'C9', user: 'U1', text: mentionText(BOT_USER, 'run: print(7 * 6)'), ts });
+  await socket.sendEvent({ type: 'event_callback', team_id: TEAM, api_app_id: 'A1', event, event_id: 'EvSocket1', event_time: 1 });
+  const answer = await slack.waitFor((fake) => fake.botMessagesIn('C9', ts).find((message) => /Result:/.test(message.text ?? ''))?.text, 20_000);
+  assert.match(answer, /42/);
+  assert.equal(slack.callsTo('apps.connections.open').length >= 1, true);
+  assert.ok(!bot.output().includes(APP_TOKEN), 'the app token is not logged');
+});
