@@ -62,6 +62,8 @@ export interface RunnerResultFile {
   unsaved: string[];
   /** Short notes for the model, e.g. "saved state could not be loaded and was dropped". */
   notes: string[];
+  /** Set by the runner when the user's code was stopped by a limit (the error names it). */
+  limit?: StepLimitKind;
 }
 
 export type StepLimitKind = 'timeout' | 'memory' | 'cpu' | 'processes' | 'file_size';

@@ -1,0 +1,249 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { createLogger, silentLogger } from '../controller/logger.js';
+import { LocalSandbox } from '../controller/sandbox/local-sandbox.js';
+import { SandboxError, type ResourceLimits } from '../controller/sandbox/sandbox.js';
+import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
+import type { Workspace } from '../controller/workspace/workspace.js';
+
+// LocalSandbox with the real runner on real Python, in the isolation mode this machine supports
+// (bubblewrap when usable) and as a plain process (SANDBOX_ISOLATION=off).
+
+const LIMITS: ResourceLimits = { memoryMb: 1024, cpuSec: 60, maxProcesses: 64, maxFileMb: 100 };
+const dataDir = mkdtempSync(join(tmpdir(), 'local-sandbox-test-'));
+after(() => rmSync(dataDir, { recursive: true, force: true }));
+const store = new LocalWorkspaceStore(dataDir);
+let threadCounter = 0;
+const newThread = (): Workspace => store.open({ team: 'T1', channel: 'C1', threadTs: `1700000000.${String(++threadCounter).padStart(6, '0')}` });
+
+const sandboxes = {
+  auto: new LocalSandbox({ network: false, isolation: 'auto', limits: LIMITS, logger: silentLogger }),
+  off: new LocalSandbox({ network: false, isolation: 'off', limits: LIMITS, logger: silentLogger }),
+};
+
+/** Host pids whose command line is exactly `sleep <marker>`. */
+function processesRunning(marker: string): string[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .filter((name) => {
+      try {
+        return readFileSync(`/proc/${name}/cmdline`, 'utf8') === `sleep\0${marker}\0`;
+      } catch {
+        return false;
+      }
+    });
+}
+
+async function waitUntilGone(marker: string): Promise<string[]> {
+  for (let attempt = 0; attempt < 40 && processesRunning(marker).length > 0; attempt += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return processesRunning(marker);
+}
+
+for (const [mode, sandbox] of Object.entries(sandboxes)) {
+  describe(`LocalSandbox (isolation ${mode}: ${sandbox.describeIsolation()})`, () => {
+    test('runs a step in the thread workspace and returns its result', async () => {
+      const workspace = newThread();
+      await workspace.write('input.txt', 'forty-one');
+      const result = await sandbox.run(workspace, {
+        language: 'python',
+        code: 'text = open("input.txt").read()\nopen("out.txt", "w").write(text.upper())\nlen(text)',
+        timeoutSec: 30,
+      });
+      assert.equal(result.error, null);
+      assert.equal(result.stdout, '9\n');
+      assert.equal(result.exitCode, 0);
+      assert.match(result.stepId, /^[0-9a-f-]{36}$/);
+      assert.deepEqual(result.files, [{ path: 'out.txt', change: 'created', size: 9 }]);
+      const stat = await workspace.stat('out.txt');
+      assert.equal(stat?.size, 9);
+      // State carries over to the next step of the same thread.
+      assert.equal((await sandbox.run(workspace, { language: 'python', code: 'text', timeoutSec: 30 })).stdout, "'forty-one'\n");
+    });
+
+    test('the environment holds none of the controller secrets (os.environ and /proc/*/environ)', async () => {
+      process.env.FAKE_SECRET_TOKEN = 'xoxb-fake-secret-value-123';
+      try {
+        const result = await sandbox.run(newThread(), {
+          language: 'python',
+          code: [
+            'import glob, os',
+            'found = [k for k, v in os.environ.items() if "fake-secret" in v or k == "FAKE_SECRET_TOKEN"]',
+            'for path in ["/proc/self/environ", "/proc/1/environ", *glob.glob("/proc/*/environ")]:',
+            '    try:',
+            '        if b"fake-secret" in open(path, "rb").read():',
+            '            found.append(path)',
+            '    except OSError:',
+            '        pass',
+            'print("found:", found)',
+            'print("SLACK" in str(dict(os.environ)), "OPENAI" in str(dict(os.environ)))',
+          ].join('\n'),
+          timeoutSec: 30,
+        });
+        assert.equal(result.error, null);
+        assert.equal(result.stdout, 'found: []\nFalse False\n');
+      } finally {
+        delete process.env.FAKE_SECRET_TOKEN;
+      }
+    });
+
+    test('a step over STEP_TIMEOUT_SEC ends with limit timeout and its child processes are killed', async () => {
+      const marker = `1000.${mode === 'auto' ? 11 : 12}`;
+      const result = await sandbox.run(newThread(), {
+        language: 'python',
+        code: `import subprocess\nsubprocess.Popen(["sleep", "${marker}"])\nprint("started", flush=True)\nwhile True:\n    pass`,
+        timeoutSec: 1,
+      });
+      assert.equal(result.limit, 'timeout');
+      assert.equal(result.error?.value, 'The step was stopped after 1 s (STEP_TIMEOUT_SEC).');
+      assert.equal(result.stdout, 'started\n');
+      assert.deepEqual(await waitUntilGone(marker), []);
+    });
+
+    test('code that ignores the timeout signal is killed by the controller (limit timeout)', async () => {
+      const marker = `1000.${mode === 'auto' ? 21 : 22}`;
+      const result = await sandbox.run(newThread(), {
+        language: 'python',
+        code: `import signal, subprocess\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nsubprocess.Popen(["sleep", "${marker}"])\nprint("spinning", flush=True)\nwhile True:\n    pass`,
+        timeoutSec: 1,
+      });
+      assert.equal(result.limit, 'timeout');
+      assert.match(result.error!.value, /stopped after 1 s \(STEP_TIMEOUT_SEC\)/);
+      assert.equal(result.stdout, 'spinning\n');
+      assert.deepEqual(await waitUntilGone(marker), []);
+    });
+
+    test('aborting the signal kills the step tree and throws SandboxError cancelled', async () => {
+      const marker = `1000.${mode === 'auto' ? 31 : 32}`;
+      const controller = new AbortController();
+      const workspace = newThread();
+      const running = sandbox.run(
+        workspace,
+        { language: 'python', code: `import subprocess\nsubprocess.Popen(["sleep", "${marker}"]).wait()`, timeoutSec: 60 },
+        { signal: controller.signal },
+      );
+      for (let attempt = 0; attempt < 100 && processesRunning(marker).length === 0; attempt += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.equal(processesRunning(marker).length, 1);
+      controller.abort();
+      await assert.rejects(running, (error: unknown) => error instanceof SandboxError && error.code === 'cancelled');
+      assert.deepEqual(await waitUntilGone(marker), []);
+    });
+
+    test('a CPU hog ends with an error naming the CPU limit', async () => {
+      const cpuSandbox = new LocalSandbox({
+        network: false,
+        isolation: mode as 'auto' | 'off',
+        limits: { ...LIMITS, cpuSec: 1 },
+        logger: silentLogger,
+      });
+      const result = await cpuSandbox.run(newThread(), { language: 'python', code: 'while True:\n    pass', timeoutSec: 60 });
+      assert.equal(result.limit, 'cpu');
+      assert.match(result.error!.value, /SANDBOX_CPU_SEC=1/);
+    });
+
+    test('a runner killed by SIGKILL (as by the OOM killer) gives a memory-limit result, not a crash', async () => {
+      const result = await sandbox.run(newThread(), {
+        language: 'python',
+        code: 'import os, signal\nprint("about to die", flush=True)\nos.kill(os.getpid(), signal.SIGKILL)',
+        timeoutSec: 30,
+      });
+      assert.equal(result.limit, 'memory');
+      assert.match(result.error!.value, /SANDBOX_MEMORY_MB=1024/);
+      assert.equal(result.stdout, 'about to die\n');
+    });
+  });
+}
+
+describe('LocalSandbox setup and failures', () => {
+  test('refuses a workspace that is not local', async () => {
+    const gcsWorkspace = { ...newThread(), location: { kind: 'gcs', bucket: 'b', prefix: 'p/' } } as unknown as Workspace;
+    await assert.rejects(
+      sandboxes.off.run(gcsWorkspace, { language: 'python', code: 'print(1)', timeoutSec: 5 }),
+      (error: unknown) => error instanceof SandboxError && error.code === 'unsupported_workspace',
+    );
+  });
+
+  test('a runner that crashes is a SandboxError runner_failed with the stderr tail in the message only', async () => {
+    const runnerDir = mkdtempSync(join(tmpdir(), 'broken-runner-'));
+    try {
+      writeFileSync(join(runnerDir, 'runner.py'), 'import sys\nsys.stderr.write("runner exploded: detail\\n")\nsys.exit(3)\n');
+      const sandbox = new LocalSandbox({ network: false, isolation: 'off', limits: LIMITS, logger: silentLogger, runnerDir });
+      await assert.rejects(
+        sandbox.run(newThread(), { language: 'python', code: 'print(1)', timeoutSec: 5 }),
+        (error: unknown) =>
+          error instanceof SandboxError &&
+          error.code === 'runner_failed' &&
+          error.message.includes('runner exploded: detail') &&
+          !error.userMessage.includes('exploded'),
+      );
+    } finally {
+      rmSync(runnerDir, { recursive: true, force: true });
+    }
+  });
+
+  test('SANDBOX_PYTHON that cannot run the runner stops start-up with a clear message', () => {
+    assert.throws(
+      () => new LocalSandbox({ python: '/nonexistent/python3', network: false, isolation: 'off', limits: LIMITS, logger: silentLogger }),
+      (error: unknown) => error instanceof SandboxError && error.code === 'start_failed' && /SANDBOX_PYTHON/.test(error.message),
+    );
+  });
+
+  test('without a usable bwrap: required refuses to start, auto warns once and runs unisolated', async () => {
+    const savedPath = process.env.PATH;
+    process.env.PATH = '/nonexistent'; // bwrap is looked up on PATH
+    try {
+      assert.throws(
+        () => new LocalSandbox({ python: '/usr/bin/python3', network: false, isolation: 'required', limits: LIMITS, logger: silentLogger }),
+        (error: unknown) => error instanceof SandboxError && /SANDBOX_ISOLATION=required/.test(error.message) && /bubblewrap/.test(error.message),
+      );
+      const lines: string[] = [];
+      const sandbox = new LocalSandbox({
+        python: '/usr/bin/python3',
+        network: false,
+        isolation: 'auto',
+        limits: LIMITS,
+        logger: createLogger({ write: (line) => lines.push(line) }),
+      });
+      const warnings = lines.map((line) => JSON.parse(line) as { severity: string; message: string }).filter((line) => line.severity === 'WARNING');
+      assert.equal(warnings.filter((line) => /NOT isolated/.test(line.message)).length, 1);
+      assert.match(sandbox.describeIsolation(), /NOT isolated/);
+      process.env.PATH = savedPath;
+      const result = await sandbox.run(newThread(), { language: 'python', code: 'print("plain")', timeoutSec: 30 });
+      assert.equal(result.stdout, 'plain\n');
+    } finally {
+      process.env.PATH = savedPath;
+    }
+  });
+
+  test('a .oi/steps replaced by a symlink is not followed by the controller', async () => {
+    const workspace = newThread();
+    const elsewhere = mkdtempSync(join(tmpdir(), 'elsewhere-'));
+    try {
+      // The runner cannot write its result through the code's symlink: that step fails as infrastructure.
+      await assert.rejects(
+        sandboxes.off.run(workspace, {
+          language: 'python',
+          code: `import os, shutil\nshutil.rmtree(".oi/steps", ignore_errors=True)\nos.symlink(${JSON.stringify(elsewhere)}, ".oi/steps")`,
+          timeoutSec: 30,
+        }),
+        (error: unknown) => error instanceof SandboxError && error.code === 'runner_failed',
+      );
+      const result = await sandboxes.off.run(workspace, { language: 'python', code: 'print("ok")', timeoutSec: 30 });
+      assert.equal(result.stdout, 'ok\n');
+      assert.deepEqual(readdirSync(elsewhere), []);
+    } finally {
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
+  });
+});
+
+// Makes sure nothing of ours is left running if a test failed half-way.
+after(async () => {
+  await Promise.all(Object.values(sandboxes).map((sandbox) => sandbox.close()));
+});
