@@ -1,0 +1,67 @@
+/**
+ * Names for uploaded files: whatever Slack says a file is called, the workspace gets a single safe
+ * file name at its root (never a path, never hidden, never `.oi`), and never overwrites another file.
+ */
+
+/** Bytes, not characters: file systems limit a name to 255 bytes and Japanese letters take 3 each. */
+const MAX_NAME_BYTES = 180;
+const MAX_EXTENSION_BYTES = 24;
+const COMPRESSION_EXTENSIONS = new Set(['gz', 'bz2', 'xz', 'zst', 'zip']);
+
+/**
+ * A single safe file name for `name`: the last path segment only, no control or bidi-override
+ * characters, no leading dots (so never hidden and never `..` or `.oi`), at most MAX_NAME_BYTES
+ * bytes with the extension kept; `file` when nothing is left. Unicode letters stay as they are.
+ */
+export function sanitizeFileName(name: string): string {
+  const lastSegment = name.normalize('NFC').replace(/\\/g, '/').split('/').pop() ?? '';
+  const cleaned = lastSegment
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what is removed here
+    .replace(/[\u0000-\u001f\u007f-\u009f]/g, '')
+    .replace(/[\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '') // direction overrides can disguise an extension
+    .replace(/^[\s.]+/, '')
+    .replace(/[\s.]+$/, '');
+  if (cleaned === '') return 'file';
+  return limitBytes(cleaned, MAX_NAME_BYTES);
+}
+
+/** `sales.csv` -> [`sales`, `.csv`]; `data.csv.gz` -> [`data`, `.csv.gz`]; `README` -> [`README`, ``]. */
+export function splitExtension(name: string): [stem: string, extension: string] {
+  const last = /\.[A-Za-z0-9]{1,10}$/.exec(name);
+  if (!last || last.index === 0) return [name, ''];
+  let start = last.index;
+  const inner = /\.[A-Za-z0-9]{1,10}$/.exec(name.slice(0, start));
+  if (inner && inner.index > 0 && COMPRESSION_EXTENSIONS.has(last[0].slice(1).toLowerCase())) start = inner.index;
+  return [name.slice(0, start), name.slice(start)];
+}
+
+/** `sales.csv`, then `sales (1).csv`, `sales (2).csv`, ...: the n-th candidate name for `name`. */
+export function candidateName(name: string, attempt: number): string {
+  if (attempt === 0) return name;
+  const [stem, extension] = splitExtension(name);
+  return `${stem} (${attempt})${extension}`;
+}
+
+function limitBytes(name: string, maxBytes: number): string {
+  if (Buffer.byteLength(name) <= maxBytes) return name;
+  let [stem, extension] = splitExtension(name);
+  if (Buffer.byteLength(extension) > MAX_EXTENSION_BYTES) {
+    stem = name;
+    extension = '';
+  }
+  const budget = maxBytes - Buffer.byteLength(extension);
+  let kept = '';
+  for (const character of stem) {
+    // for...of walks code points, so a surrogate pair is never cut in half
+    if (Buffer.byteLength(kept + character) > budget) break;
+    kept += character;
+  }
+  return `${kept.replace(/[\s.]+$/, '') || 'file'}${extension}`;
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes >= 1024 * 1024 * 1024) return `${(bytes / (1024 * 1024 * 1024)).toFixed(1)} GB`;
+  if (bytes >= 1024 * 1024) return `${Math.round(bytes / (1024 * 1024))} MB`;
+  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KB`;
+  return `${bytes} bytes`;
+}

@@ -1,0 +1,187 @@
+/**
+ * Files back into the thread (issue 3): automatic sharing after a turn and the `download` command,
+ * with the real WebClient against FakeSlack and a real LocalWorkspace on disk.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, symlink, truncate } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { LogLevel, WebClient } from '@slack/web-api';
+import { silentLogger } from '../controller/logger.js';
+import { runDownloadCommand, shareTurnFiles } from '../controller/slack/files-out.js';
+import { LocalWorkspaceStore, type LocalWorkspace } from '../controller/workspace/local-workspace.js';
+import { FakeSlack } from './fakes/fake-slack.js';
+
+const botToken = 'xoxb-files-out';
+const PNG = Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex');
+
+describe('sharing workspace files into the thread', () => {
+  const slack = new FakeSlack({ botToken, botUserId: 'UBOT', teamId: 'T1' });
+  let client: WebClient;
+  let store: LocalWorkspaceStore;
+  let threadCounter = 0;
+
+  before(async () => {
+    await slack.start();
+    // On 429 the client waits for Retry-After, then retries (quick backoff here to keep the test short).
+    client = new WebClient(botToken, { slackApiUrl: slack.apiUrl, logLevel: LogLevel.ERROR, retryConfig: { retries: 3, minTimeout: 10, maxTimeout: 20 } });
+    store = new LocalWorkspaceStore(await mkdtemp(join(tmpdir(), 'oi-files-out-')));
+  });
+  after(() => slack.close());
+
+  function newThread() {
+    const threadTs = `${1700000000 + 1000 * ++threadCounter}.000000`;
+    slack.seedMessage({ channel: 'C1', ts: threadTs, user: 'U1', text: '<@UBOT> go' });
+    return { threadTs, workspace: store.open({ team: 'T1', channel: 'C1', threadTs }) as LocalWorkspace };
+  }
+
+  const uploadsIn = (threadTs: string) => slack.uploads.filter((upload) => upload.threadTs === threadTs);
+  const notesIn = (threadTs: string) =>
+    slack.botMessagesIn('C1', threadTs).filter((message) => !message.files).map((message) => message.text);
+
+  test('after a turn: figures first, then other images, then files; capped with a note', async () => {
+    const { threadTs, workspace } = newThread();
+    await workspace.write('a.csv', 'a\n1\n');
+    await workspace.write('b.txt', 'bee');
+    await workspace.write('c.txt', 'sea');
+    await workspace.write('charts/q1.png', PNG);
+    await workspace.write('figure-1.png', Buffer.concat([PNG, Buffer.from('fig')]));
+    await workspace.write('.oi/state.pkl', 'internal');
+    await workspace.write('__pycache__/helper.cpython-311.pyc', 'bytecode');
+    await workspace.write('empty.txt', '');
+
+    const result = await shareTurnFiles({
+      client,
+      channel: 'C1',
+      threadTs,
+      workspace,
+      paths: ['a.csv', 'charts/q1.png', '.oi/state.pkl', 'deleted.csv', 'b.txt', '__pycache__/helper.cpython-311.pyc', 'empty.txt', 'c.txt', '../escape.txt'],
+      figures: ['figure-1.png'],
+      max: 3,
+      logger: silentLogger,
+    });
+    assert.deepEqual(result, { shared: ['figure-1.png', 'charts/q1.png', 'a.csv'], notShared: 2, failed: [] });
+    const uploads = uploadsIn(threadTs);
+    assert.deepEqual(
+      uploads.map((upload) => [upload.filename, upload.title, upload.channelId, upload.bytes.toString('latin1')]),
+      [
+        ['figure-1.png', 'figure-1.png', 'C1', Buffer.concat([PNG, Buffer.from('fig')]).toString('latin1')],
+        ['q1.png', 'charts/q1.png', 'C1', PNG.toString('latin1')],
+        ['a.csv', 'a.csv', 'C1', 'a\n1\n'],
+      ],
+    );
+    assert.ok(uploads.every((upload) => upload.declaredLength === upload.bytes.length));
+    const notes = notesIn(threadTs);
+    assert.equal(notes.length, 1);
+    assert.match(notes[0] ?? '', /2 more files from this turn\. Write `download` to get every file/);
+    assert.equal(slack.callsTo('files.upload').length, 0);
+    assert.deepEqual(slack.unexpected, []);
+  });
+
+  test('a symbolic link to /etc/passwd (or to a folder outside) is never shared', async () => {
+    const { threadTs, workspace } = newThread();
+    await workspace.write('real.txt', 'real');
+    await symlink('/etc/passwd', join(workspace.root, 'passwd-link'));
+    await symlink('/etc', join(workspace.root, 'etc-link'));
+    const result = await shareTurnFiles({
+      client,
+      channel: 'C1',
+      threadTs,
+      workspace,
+      paths: ['passwd-link', 'etc-link/passwd', 'real.txt'],
+      figures: ['passwd-link'],
+      max: 10,
+      logger: silentLogger,
+    });
+    assert.deepEqual(result, { shared: ['real.txt'], notShared: 0, failed: [] });
+    assert.deepEqual(uploadsIn(threadTs).map((upload) => upload.bytes.toString()), ['real']);
+
+    const download = await runDownloadCommand({ client, channel: 'C1', threadTs, workspace, logger: silentLogger, batchPauseMs: 0 });
+    assert.deepEqual(download, { shared: ['real.txt'], failed: [] });
+    assert.ok(uploadsIn(threadTs).every((upload) => !upload.bytes.toString().includes('root:')));
+  });
+
+  test('nothing to share posts nothing', async () => {
+    const { threadTs, workspace } = newThread();
+    await workspace.write('.oi/steps/x/result.json', '{}');
+    const result = await shareTurnFiles({
+      client,
+      channel: 'C1',
+      threadTs,
+      workspace,
+      paths: ['.oi/steps/x/result.json'],
+      figures: [],
+      max: 10,
+      logger: silentLogger,
+    });
+    assert.deepEqual(result, { shared: [], notShared: 0, failed: [] });
+    assert.deepEqual(slack.botMessagesIn('C1', threadTs), []);
+  });
+
+  test('a file Slack would refuse (over 1 GB) is reported in the thread; the others still go', async () => {
+    const { threadTs, workspace } = newThread();
+    await workspace.write('huge.bin', '');
+    await truncate(join(workspace.root, 'huge.bin'), 1024 * 1024 * 1024 + 1); // sparse: no real disk used
+    await workspace.write('small.txt', 'small');
+    const result = await shareTurnFiles({
+      client,
+      channel: 'C1',
+      threadTs,
+      workspace,
+      paths: ['huge.bin', 'small.txt'],
+      figures: [],
+      max: 10,
+      logger: silentLogger,
+    });
+    assert.deepEqual(result, { shared: ['small.txt'], notShared: 0, failed: ['huge.bin'] });
+    assert.deepEqual(uploadsIn(threadTs).map((upload) => upload.title), ['small.txt']);
+    assert.deepEqual(notesIn(threadTs), [
+      ':warning: I could not post `huge.bin` (larger than the 1 GB Slack accepts).',
+    ]);
+  });
+
+  test('download posts every file with its bytes into the right thread, in batches, nothing internal', async () => {
+    const { threadTs, workspace } = newThread();
+    const other = newThread();
+    await other.workspace.write('secret-of-another-thread.txt', 'not yours');
+    const expected = new Map<string, Buffer>();
+    for (let index = 0; index < 9; index++) expected.set(`data-${index}.csv`, Buffer.from(`row,${index}\n`));
+    expected.set('charts/q1.png', PNG);
+    expected.set('deep/er/notes.md', Buffer.from('# ノート\n'));
+    expected.set('uploaded (1).csv', Buffer.from('users own upload\n'));
+    for (const [path, contents] of expected) await workspace.write(path, contents);
+    await workspace.write('.oi/state.pkl', 'internal');
+    await workspace.write('.oi/steps/1/request.json', '{}');
+    await mkdir(join(workspace.root, 'empty-folder'));
+    slack.rateLimit('files.completeUploadExternal', { every: 3 });
+    try {
+      const result = await runDownloadCommand({ client, channel: 'C1', threadTs, workspace, logger: silentLogger, batchPauseMs: 10 });
+      assert.deepEqual(result.failed, []);
+      assert.deepEqual([...result.shared].sort(), [...expected.keys()].sort());
+    } finally {
+      slack.rateLimit('files.completeUploadExternal', { every: Number.MAX_SAFE_INTEGER });
+    }
+    const uploads = uploadsIn(threadTs);
+    assert.deepEqual(
+      uploads.map((upload) => [upload.title, upload.bytes.toString('base64')]).sort(),
+      [...expected].map(([path, contents]) => [path, contents.toString('base64')]).sort(),
+    );
+    assert.ok(uploads.every((upload) => upload.channelId === 'C1' && upload.filename === upload.title.split('/').pop()));
+    assert.ok(slack.rateLimited.length >= 1, 'a 429 happened and was retried');
+    const shares = slack.botMessagesIn('C1', threadTs).filter((message) => message.files);
+    assert.equal(shares.length, 3, '12 files in messages of at most 5');
+    assert.equal(shares[0]?.text, 'Here are the 12 files of this thread:');
+    assert.deepEqual(uploadsIn(other.threadTs), []);
+    assert.deepEqual(slack.unexpected, []);
+  });
+
+  test('download in an empty workspace says so', async () => {
+    const { threadTs, workspace } = newThread();
+    await workspace.write('.oi/state.pkl', 'internal only');
+    const result = await runDownloadCommand({ client, channel: 'C1', threadTs, workspace, logger: silentLogger });
+    assert.deepEqual(result, { shared: [], failed: [] });
+    assert.deepEqual(uploadsIn(threadTs), []);
+    assert.deepEqual(notesIn(threadTs), ['There are no files in this thread yet. Attach files to a mention, or ask me to create some.']);
+  });
+});

@@ -1,0 +1,88 @@
+/**
+ * Upload preview (issue 7): the real LocalSandbox runs the real runner.py on real Python (with pandas) and
+ * describes uploaded tables, leaving the thread's Python state and files as they were.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createLogger, silentLogger } from '../controller/logger.js';
+import { LocalSandbox } from '../controller/sandbox/local-sandbox.js';
+import { previewUploads } from '../controller/slack/upload-preview.js';
+import { LocalWorkspaceStore, type LocalWorkspace } from '../controller/workspace/local-workspace.js';
+
+describe('previewUploads', () => {
+  /** What the preview logged, shown when an assertion fails (a failed step is only logged, never thrown). */
+  const logLines: string[] = [];
+  const logger = createLogger({ write: (line) => logLines.push(line) });
+  let sandbox: LocalSandbox;
+  let store: LocalWorkspaceStore;
+  let threadCounter = 0;
+
+  before(async () => {
+    sandbox = new LocalSandbox({ network: false, isolation: 'auto', logger: silentLogger });
+    store = new LocalWorkspaceStore(await mkdtemp(join(tmpdir(), 'oi-preview-')));
+  });
+  after(() => sandbox.close?.());
+
+  const newWorkspace = () => store.open({ team: 'T1', channel: 'C1', threadTs: `1700000300.${String(++threadCounter).padStart(6, '0')}` }) as LocalWorkspace;
+  const run = (workspace: LocalWorkspace, code: string) => sandbox.run(workspace, { language: 'python', code, timeoutSec: 60 });
+  const steps = async (workspace: LocalWorkspace) => (await readdir(join(workspace.root, '.oi', 'steps')).catch(() => [])).length;
+
+  test('describes CSV, TSV and Shift_JIS tables, and leaves no variables or files behind', async () => {
+    const workspace = newWorkspace();
+    await workspace.write('sales.csv', 'date,region,amount\n2024-01-01,east,100.5\n2024-01-02,west,250\n2024-01-03,east,75\n');
+    await workspace.write('counts.tsv', 'name\tcount\nfoo\t1\nbar\t2\n');
+    // "名前;値" in Shift_JIS, as Excel in Japan saves CSV
+    await workspace.write('japan.csv', Buffer.from('96bc914f3b926c0d0a8e5293633b310d0a', 'hex'));
+    await workspace.write('notes.txt', 'not a table');
+    await workspace.write('broken.xlsx', 'this is not a workbook');
+    const before = await run(workspace, 'kept = 41');
+    assert.equal(before.error, null);
+    const filesBefore = (await workspace.list()).map((entry) => entry.path);
+
+    const text = await previewUploads({
+      sandbox,
+      workspace,
+      paths: ['sales.csv', 'counts.tsv', 'japan.csv', 'notes.txt', 'broken.xlsx'],
+      timeoutSec: 60,
+      logger,
+    });
+    assert.match(text, /^A first look at the uploaded tables/, logLines.join('\n'));
+    assert.match(text, /sales\.csv: 3 rows x 3 columns\n {2}columns: date \(object\), region \(object\), amount \(float64\)/);
+    assert.match(text, /counts\.tsv: 2 rows x 2 columns \(separator '\\t'\)\n {2}columns: name \(object\), count \(int64\)/);
+    assert.match(text, /japan\.csv: 1 rows x 2 columns \(separator ';'; encoding 'cp932': pass encoding='cp932' to pandas\)\n {2}columns: 名前 \(object\), 値 \(int64\)/);
+    assert.match(text, /broken\.xlsx: could not read it as a table \(/);
+    assert.doesNotMatch(text, /notes\.txt/);
+
+    const after = await run(workspace, "print(kept + 1, sorted(name for name in globals() if not name.startswith('__')))");
+    assert.equal(after.error, null);
+    assert.equal(after.stdout.trim(), "42 ['kept']", 'the preview left no names in the thread');
+    assert.deepEqual((await workspace.list()).map((entry) => entry.path), filesBefore, 'the preview created no files');
+  });
+
+  test('a large CSV gets its full row count with types from a sample', async () => {
+    const workspace = newWorkspace();
+    const rows = 25_000;
+    const lines = ['id,value,label'];
+    for (let index = 0; index < rows; index++) lines.push(`${index},${index * 0.5},"item, ${index}"`);
+    await workspace.write('big.csv', lines.join('\n') + '\n');
+    const text = await previewUploads({ sandbox, workspace, paths: ['big.csv'], timeoutSec: 60, logger });
+    assert.match(text, /big\.csv: 25000 rows x 3 columns \(types inferred from the first 10000 rows\)/);
+    assert.match(text, /columns: id \(int64\), value \(float64\), label \(object\)/);
+  });
+
+  test('nothing tabular runs no step; a step that cannot run gives an empty preview instead of an error', async () => {
+    const workspace = newWorkspace();
+    await workspace.write('photo.png', 'png');
+    assert.equal(await previewUploads({ sandbox, workspace, paths: ['photo.png', 'doc.pdf'], timeoutSec: 60, logger: silentLogger }), '');
+    assert.equal(await steps(workspace), 0, 'no sandbox step for non-tabular files');
+
+    await workspace.write('data.csv', 'a\n1\n');
+    const cancelled = new AbortController();
+    cancelled.abort();
+    const text = await previewUploads({ sandbox, workspace, paths: ['data.csv'], timeoutSec: 60, logger: silentLogger, signal: cancelled.signal });
+    assert.equal(text, '');
+  });
+});
