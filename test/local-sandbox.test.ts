@@ -58,6 +58,8 @@ for (const [mode, sandbox] of Object.entries(sandboxes)) {
       assert.equal(result.stdout, '9\n');
       assert.equal(result.exitCode, 0);
       assert.match(result.stepId, /^[0-9a-f-]{36}$/);
+      const stepsDir = join((workspace.location as { dir: string }).dir, '.oi', 'steps');
+      assert.deepEqual(readdirSync(stepsDir), [], 'finished step folders are removed');
       assert.deepEqual(result.files, [{ path: 'out.txt', change: 'created', size: 9 }]);
       const stat = await workspace.stat('out.txt');
       assert.equal(stat?.size, 9);

@@ -25,6 +25,7 @@ import {
   readPartialOutput,
   readStepResult,
   type RunnerExit,
+  removeStepDirectory,
 } from './step-files.js';
 
 /**
@@ -162,6 +163,16 @@ export class LocalSandbox implements Sandbox {
       limits: this.limits,
       maxOutputBytes: this.maxOutputBytes,
     });
+    try {
+      return await this.runPrepared(hostDir, stepId, stepDir, request, options);
+    } finally {
+      await removeStepDirectory(hostDir, stepDir).catch((error: unknown) =>
+        this.logger.warn('step folder not removed', { stepId, error: String(error) }),
+      );
+    }
+  }
+
+  private async runPrepared(hostDir: string, stepId: string, stepDir: string, request: StepRequest, options: RunOptions): Promise<StepResult> {
     const user = this.dropsPrivileges ? sandboxUserFor(hostDir) : undefined;
     if (user !== undefined) await handOverWorkspace(hostDir, user);
 

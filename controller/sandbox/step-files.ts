@@ -152,3 +152,12 @@ export async function readPartialOutput(
   );
   return { stdout: stdout!.text, stderr: stderr!.text, truncated: stdout!.truncated || stderr!.truncated };
 }
+
+/**
+ * Removes a finished step's folder (request, result, partial output) so `.oi/steps` does not grow
+ * with every step. Only removes it when it still is this workspace's own step folder.
+ */
+export async function removeStepDirectory(workspaceDir: string, stepDir: string): Promise<void> {
+  const stepId = stepDir.split('/').pop()!;
+  if (await isOwnStepDirectory(workspaceDir, stepDir, stepId)) await rm(stepDir, { recursive: true, force: true });
+}
