@@ -1,0 +1,122 @@
+import { v2 } from '@google-cloud/run';
+import { Storage } from '@google-cloud/storage';
+import { GoogleAuth, Impersonated, PassThroughClient, type AuthClient } from 'google-auth-library';
+import type { Config } from './config.js';
+import { ConfigError } from './errors.js';
+import type { Logger } from './logger.js';
+import { CloudRunSandbox } from './sandbox/cloud-run-sandbox.js';
+import { DownscopedTokenMinter, StaticTokenMinter, type TokenMinter } from './sandbox/downscoped-token.js';
+import { GcsWorkspaceStore } from './workspace/gcs-workspace.js';
+
+/**
+ * Builds the Google Cloud clients and backends from Config (called by main.ts, the composition root).
+ * Production: Application Default Credentials (the controller's service account on Cloud Run).
+ * Emulators and tests: GCS_API_ENDPOINT / CLOUD_RUN_API_ENDPOINT point at local servers, no
+ * credentials are used at all, and the sandbox gets EMULATOR_SANDBOX_TOKEN instead of a minted one.
+ */
+
+export const EMULATOR_SANDBOX_TOKEN = 'emulator-downscoped-token';
+const CLOUD_PLATFORM_SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
+const STARTUP_MARGIN_SEC = 120;
+
+export interface GcpClients {
+  storage: Storage;
+  jobsClient: v2.JobsClient;
+  executionsClient: v2.ExecutionsClient;
+  tokenMinter: TokenMinter;
+  store: GcsWorkspaceStore;
+  sandbox: CloudRunSandbox;
+}
+
+export function createGcpClients(config: Config, logger: Logger): GcpClients {
+  if (config.storage.backend !== 'gcs' || config.sandbox.backend !== 'cloudrun') {
+    throw new ConfigError('Configuration error: STORAGE_BACKEND=gcs and SANDBOX_BACKEND=cloudrun go together');
+  }
+  const { bucket } = config.storage;
+  const { project, region, job, apiEndpoint: runEndpoint } = config.sandbox;
+
+  const storage =
+    config.storage.apiEndpoint === undefined
+      ? new Storage({ projectId: project })
+      : new Storage({ apiEndpoint: config.storage.apiEndpoint, projectId: project });
+
+  let runOptions: ConstructorParameters<typeof v2.JobsClient>[0] = { projectId: project };
+  if (runEndpoint !== undefined) {
+    const url = new URL(runEndpoint);
+    runOptions = {
+      projectId: project,
+      fallback: true,
+      apiEndpoint: url.hostname,
+      port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
+      protocol: url.protocol.replace(':', ''),
+      authClient: new PassThroughClient(),
+      // google-gax types authClient against its own copy of google-auth-library; the object is the same.
+    } as unknown as ConstructorParameters<typeof v2.JobsClient>[0];
+  }
+  const jobsClient = new v2.JobsClient(runOptions);
+  const executionsClient = new v2.ExecutionsClient(runOptions);
+
+  const tokenMinter: TokenMinter =
+    runEndpoint !== undefined
+      ? new StaticTokenMinter(EMULATOR_SANDBOX_TOKEN)
+      : new DownscopedTokenMinter({ bucket, source: selfImpersonatedSource(config.limits.stepTimeoutSec + STARTUP_MARGIN_SEC, logger) });
+
+  const store = new GcsWorkspaceStore({ storage, bucket, logger });
+  const sandbox = new CloudRunSandbox({
+    jobsClient,
+    executionsClient,
+    project,
+    region,
+    job,
+    tokenMinter,
+    limits: {
+      memoryMb: config.limits.memoryMb,
+      cpuSec: config.limits.cpuSec,
+      maxProcesses: config.limits.maxProcesses,
+      maxFileMb: config.limits.maxFileMb,
+    },
+    logger,
+    startupMarginSec: STARTUP_MARGIN_SEC,
+    // A local emulator answers at once; polling Cloud Run itself every few seconds is plenty.
+    polling: runEndpoint !== undefined ? { initialMs: 100, maxMs: 500 } : { initialMs: 1000, maxMs: 5000 },
+  });
+  return { storage, jobsClient, executionsClient, tokenMinter, store, sandbox };
+}
+
+/** What main.ts needs (the workspace store and the sandbox); same as createGcpClients. */
+export function createGcpBackends(config: Config, logger: Logger): GcpClients {
+  return createGcpClients(config, logger);
+}
+
+/**
+ * The token source behind the downscoped tokens. STS gives a downscoped token the remaining life of
+ * its source token, and the metadata server may hand out a token with only minutes left; so the
+ * controller impersonates its own service account (roles/iam.serviceAccountTokenCreator on itself)
+ * for one-hour tokens, refreshed early enough that every token outlives the longest step.
+ * Without a service account (a developer's user credentials) the ADC client is used as it is.
+ */
+function selfImpersonatedSource(stepSec: number, logger: Logger): () => Promise<AuthClient> {
+  let source: Promise<AuthClient> | undefined;
+  return () => {
+    source ??= (async () => {
+      const auth = new GoogleAuth({ scopes: [CLOUD_PLATFORM_SCOPE] });
+      const adc = await auth.getClient();
+      const { client_email: email } = await auth.getCredentials();
+      if (email === undefined || !email.endsWith('.gserviceaccount.com')) {
+        logger.warn('no service account found in the default credentials: sandbox tokens live as long as the current token');
+        return adc;
+      }
+      return new Impersonated({
+        sourceClient: adc,
+        targetPrincipal: email,
+        targetScopes: [CLOUD_PLATFORM_SCOPE],
+        delegates: [],
+        lifetime: 3600,
+        // Refresh when less than a step (plus a minute) is left; capped below the one-hour lifetime.
+        eagerRefreshThresholdMillis: Math.min(stepSec + 120, 3300) * 1000,
+      });
+    })();
+    source.catch(() => (source = undefined));
+    return source;
+  };
+}

@@ -1,0 +1,188 @@
+import assert from 'node:assert/strict';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { loadConfig } from '../controller/config.js';
+import { createGcpClients, EMULATOR_SANDBOX_TOKEN, type GcpClients } from '../controller/gcp-clients.js';
+import { silentLogger } from '../controller/logger.js';
+import { CloudRunSandbox } from '../controller/sandbox/cloud-run-sandbox.js';
+import { SandboxError } from '../controller/sandbox/sandbox.js';
+import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
+import { FakeCloudRun } from './fakes/fake-cloud-run.js';
+import { FakeGcs } from './fakes/fake-gcs.js';
+import { readAll } from './helpers/workspace-contract.js';
+
+// The real @google-cloud/run client (fallback REST, built by createGcpClients from Config) against a
+// Cloud Run Admin fake that really runs sandbox-image/runner.py over the thread's objects in fake GCS.
+
+const BUCKET = 'oi-test';
+const PROJECT = 'test-project';
+const REGION = 'us-central1';
+const JOB = 'oi-sandbox';
+const thread = { team: 'T1', channel: 'C1', threadTs: '1700000000.000100' };
+
+function isSandboxError(code: string) {
+  return (error: unknown) => error instanceof SandboxError && error.code === code;
+}
+
+describe('CloudRunSandbox against fake Cloud Run and fake GCS', () => {
+  const gcs = new FakeGcs([BUCKET]);
+  const run = new FakeCloudRun({ gcs, project: PROJECT, region: REGION, job: JOB, expectedToken: EMULATOR_SANDBOX_TOKEN });
+  let clients: GcpClients;
+
+  before(async () => {
+    const [{ url: gcsUrl }, { url: runUrl }] = await Promise.all([gcs.start(), run.start()]);
+    const config = loadConfig({
+      SLACK_BOT_TOKEN: 'xoxb-test',
+      SLACK_SIGNING_SECRET: 'secret',
+      OPENAI_API_KEY: 'sk-test',
+      STORAGE_BACKEND: 'gcs',
+      GCS_BUCKET: BUCKET,
+      GCS_API_ENDPOINT: gcsUrl,
+      SANDBOX_BACKEND: 'cloudrun',
+      GCP_PROJECT: PROJECT,
+      GCP_REGION: REGION,
+      SANDBOX_JOB: JOB,
+      CLOUD_RUN_API_ENDPOINT: runUrl,
+    });
+    clients = createGcpClients(config, silentLogger);
+  });
+  after(async () => {
+    await clients.sandbox.close();
+    await Promise.all([gcs.close(), run.close()]);
+    assert.deepEqual(gcs.unexpected, []);
+  });
+  beforeEach(() => {
+    run.mode = 'normal';
+    gcs.bucket(BUCKET).clear();
+    assert.deepEqual(run.unexpected, []);
+    assert.deepEqual(run.violations, []);
+  });
+
+  /** A sandbox on the same clients with a task timeout equal to the step timeout (no start-up margin). */
+  function sandboxWithoutMargin(): CloudRunSandbox {
+    return new CloudRunSandbox({
+      jobsClient: clients.jobsClient,
+      executionsClient: clients.executionsClient,
+      project: PROJECT,
+      region: REGION,
+      job: JOB,
+      tokenMinter: clients.tokenMinter,
+      limits: { memoryMb: 1024, cpuSec: 60, maxProcesses: 64, maxFileMb: 64 },
+      logger: silentLogger,
+      startupMarginSec: 0,
+      polling: { initialMs: 50, maxMs: 200 },
+    });
+  }
+
+  it('runs a step in the thread’s prefix: output, changed files and Python state come back', async () => {
+    const workspace = clients.store.open(thread);
+    await workspace.write('data.csv', 'a,b\n1,2\n3,4\n');
+    const first = await clients.sandbox.run(workspace, {
+      language: 'python',
+      code: "import os\nrows = open('data.csv').read().splitlines()\nprint('rows', len(rows))\nos.makedirs('out', exist_ok=True)\nwith open('out/summary.txt', 'w') as handle:\n    handle.write('total 2')\n",
+      timeoutSec: 60,
+    });
+    assert.equal(first.error, null, run.lastRunnerOutput);
+    assert.equal(first.stdout, 'rows 3\n');
+    assert.equal(first.exitCode, 0);
+    assert.ok(first.files.some((file) => file.path === 'out/summary.txt' && file.change === 'created'));
+    assert.equal(await readAll(await workspace.read('out/summary.txt')), 'total 2');
+    assert.deepEqual((await workspace.list()).map((entry) => entry.path), ['data.csv', 'out/summary.txt']);
+
+    const [recorded] = run.runs;
+    assert.equal(run.runs.length, 1);
+    assert.deepEqual(Object.keys(recorded!.env).sort(), ['OI_BUCKET', 'OI_PREFIX', 'OI_STEP_ID', 'OI_TOKEN', 'OI_TOKEN_EXPIRES_AT']);
+    assert.equal(recorded!.env.OI_BUCKET, BUCKET);
+    assert.equal(recorded!.env.OI_PREFIX, 'workspaces/T1/C1/1700000000.000100/');
+    assert.equal(recorded!.env.OI_STEP_ID, first.stepId);
+    assert.equal(recorded!.env.OI_TOKEN, EMULATOR_SANDBOX_TOKEN);
+    assert.equal(recorded!.timeoutSec, 60 + 120);
+    assert.equal(recorded!.taskCount, 1);
+    assert.ok(await workspace.stat(`.oi/steps/${first.stepId}/request.json`));
+
+    const second = await clients.sandbox.run(workspace, { language: 'python', code: 'print(len(rows) * 10)\nraise ValueError("bad value")', timeoutSec: 60 });
+    assert.equal(second.stdout, '30\n', 'variables survive between executions through the prefix');
+    assert.equal(second.error?.name, 'ValueError', 'a failure of the user’s code is data, not an exception');
+    assert.notEqual(second.stepId, first.stepId);
+  });
+
+  it('reports a step the runner stopped at its timeout as a timeout result', async () => {
+    const workspace = clients.store.open(thread);
+    const result = await clients.sandbox.run(workspace, { language: 'python', code: 'import time\ntime.sleep(30)', timeoutSec: 1 });
+    assert.equal(result.limit, 'timeout');
+    assert.match(result.error?.value ?? '', /STEP_TIMEOUT_SEC/);
+  });
+
+  it('turns an execution killed at the task timeout into a timeout result', async () => {
+    run.mode = 'kill-at-timeout';
+    const result = await sandboxWithoutMargin().run(clients.store.open(thread), { language: 'python', code: 'while True: pass', timeoutSec: 1 });
+    assert.equal(result.limit, 'timeout');
+    assert.equal(result.error?.value, 'The step was stopped after 1 s (STEP_TIMEOUT_SEC).');
+    assert.equal(run.runs.at(-1)?.timeoutSec, 1);
+  });
+
+  it('turns a failed execution into a clear SandboxError', async () => {
+    run.mode = 'fail';
+    await assert.rejects(
+      clients.sandbox.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 }),
+      (error: unknown) => isSandboxError('runner_failed')(error) && /execution .*oi-sandbox-.* failed: 1 task\(s\) failed/.test((error as Error).message),
+    );
+    run.mode = 'error';
+    await assert.rejects(
+      clients.sandbox.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 }),
+      (error: unknown) => isSandboxError('runner_failed')(error) && /container exited with status 1/.test((error as Error).message),
+    );
+  });
+
+  it('never reports a cancelled execution as a success', async () => {
+    run.mode = 'cancel';
+    await assert.rejects(clients.sandbox.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 }), isSandboxError('cancelled'));
+    assert.deepEqual(run.cancelledExecutions, [], 'cancelled by someone else, not by the controller');
+  });
+
+  it('cancels the execution when the step is aborted', async () => {
+    run.mode = 'hang';
+    const controller = new AbortController();
+    const requestsBefore = run.requests.length;
+    const running = clients.sandbox.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 }, { signal: controller.signal });
+    // Abort once the controller is polling the execution's operation (it has the execution's name).
+    while (!run.requests.slice(requestsBefore).some((request) => request.method === 'GET' && request.path.includes('/operations/'))) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const executionName = run.runs.at(-1)!.executionName;
+    controller.abort();
+    await assert.rejects(running, isSandboxError('cancelled'));
+    assert.ok(run.cancelledExecutions.includes(executionName));
+  });
+
+  it('refuses to start when already aborted, with a missing job, or with a local workspace', async () => {
+    const before = run.runs.length;
+    const controller = new AbortController();
+    controller.abort();
+    await assert.rejects(
+      clients.sandbox.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 }, { signal: controller.signal }),
+      isSandboxError('cancelled'),
+    );
+    assert.equal(run.runs.length, before);
+    const wrongJob = new CloudRunSandbox({ ...sandboxOptions(clients), job: 'no-such-job' });
+    await assert.rejects(wrongJob.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 }), isSandboxError('start_failed'));
+    const local = new LocalWorkspaceStore(await mkdtemp(join(tmpdir(), 'oi-cr-'))).open(thread);
+    await assert.rejects(clients.sandbox.run(local, { language: 'python', code: 'print(1)', timeoutSec: 60 }), isSandboxError('unsupported_workspace'));
+  });
+});
+
+function sandboxOptions(clients: GcpClients) {
+  return {
+    jobsClient: clients.jobsClient,
+    executionsClient: clients.executionsClient,
+    project: PROJECT,
+    region: REGION,
+    job: JOB,
+    tokenMinter: clients.tokenMinter,
+    limits: { memoryMb: 1024, cpuSec: 60, maxProcesses: 64, maxFileMb: 64 },
+    logger: silentLogger,
+    polling: { initialMs: 50, maxMs: 200 },
+  };
+}

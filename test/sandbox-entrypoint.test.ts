@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+// The parts of the sandbox image that run without Cloud Run: the token broker gcsfuse reads its
+// token from, and the entrypoint's refusal of malformed execution overrides.
+
+const imageDir = fileURLToPath(new URL('../sandbox-image/', import.meta.url));
+const python = '/usr/bin/python3';
+
+function getJson(socketPath: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const call = request({ socketPath, path: '/', method: 'GET' }, (response) => {
+      let text = '';
+      response.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }));
+    });
+    call.on('error', reject);
+    call.end();
+  });
+}
+
+describe('sandbox image', () => {
+  it('token_broker.py serves the token as an OAuth2 token on an owner-only unix socket', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'oi-broker-'));
+    const socketPath = join(dir, 'token.sock');
+    const expiresAt = Math.floor(Date.now() / 1000) + 600;
+    const broker = spawn(python, [join(imageDir, 'token_broker.py'), socketPath], {
+      env: { PATH: '/usr/bin:/bin', OI_TOKEN: 'ya29.downscoped', OI_TOKEN_EXPIRES_AT: String(expiresAt) },
+      stdio: 'ignore',
+    });
+    try {
+      for (let attempt = 0; attempt < 200 && !existsSync(socketPath); attempt++) await new Promise((resolve) => setTimeout(resolve, 25));
+      assert.equal(statSync(socketPath).mode & 0o777, 0o600);
+      const { status, body } = await getJson(socketPath);
+      assert.equal(status, 200);
+      assert.equal(body.access_token, 'ya29.downscoped');
+      assert.equal(body.token_type, 'Bearer');
+      assert.ok(typeof body.expires_in === 'number' && body.expires_in > 500 && body.expires_in <= 600);
+      assert.equal(Date.parse(String(body.expiry)), expiresAt * 1000);
+    } finally {
+      broker.kill();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('token_broker.py refuses to start without a token', () => {
+    const result = spawnSync(python, [join(imageDir, 'token_broker.py'), '/tmp/unused.sock'], { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8' });
+    assert.notEqual(result.status, 0);
+    assert.match(result.stderr, /OI_TOKEN is not set/);
+  });
+
+  it('entrypoint.sh refuses malformed overrides before touching anything', () => {
+    const valid = { OI_BUCKET: 'oi-bucket', OI_PREFIX: 'workspaces/T1/C1/1.2/', OI_STEP_ID: 'step-1', OI_TOKEN: 'token' };
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ ...valid, OI_PREFIX: 'workspaces/T1/C1/1.2' }, /invalid OI_PREFIX/],
+      [{ ...valid, OI_PREFIX: 'threads/T1/C1/1.2/' }, /invalid OI_PREFIX/],
+      [{ ...valid, OI_PREFIX: 'workspaces/T1/../1.2/' }, /invalid OI_PREFIX/],
+      [{ ...valid, OI_PREFIX: 'workspaces/T1/C1/1.2/x/' }, /invalid OI_PREFIX/],
+      [{ ...valid, OI_BUCKET: 'Bad Bucket' }, /invalid OI_BUCKET/],
+      [{ ...valid, OI_STEP_ID: '../x' }, /invalid OI_STEP_ID/],
+      [{ ...valid, OI_TOKEN: '' }, /OI_TOKEN is required/],
+    ];
+    for (const [env, message] of cases) {
+      const result = spawnSync('/bin/bash', [join(imageDir, 'entrypoint.sh')], { env: { PATH: '/usr/bin:/bin', ...env }, encoding: 'utf8' });
+      assert.notEqual(result.status, 0, JSON.stringify(env));
+      assert.match(result.stderr, message, JSON.stringify(env));
+    }
+  });
+});
