@@ -1,0 +1,102 @@
+#!/bin/bash
+# Entrypoint of the sandbox image (Dockerfile.sandbox): one Cloud Run Job execution = one step.
+#
+# Runs as root only to set up, then the user's code runs as the unprivileged `sandbox` user:
+#   1. a token broker (token_broker.py) serves the step's downscoped token on a unix socket in a
+#      root-only directory; the token never appears on a command line and is removed from the
+#      environment that the code gets;
+#   2. gcsfuse mounts gs://$OI_BUCKET/$OI_PREFIX (only that prefix) at /workspace, owned by `sandbox`;
+#   3. runner.py runs the step as `sandbox` (no capabilities, no-new-privs, a fixed environment);
+#   4. leftover processes of `sandbox` are killed and /workspace is unmounted, which waits for
+#      gcsfuse to finish uploading; the exit code is the runner's (non-zero if the unmount failed).
+#
+# Why the broker is out of the code's reach: the token is downscoped to this thread's prefix, so a
+# loopback port would leak nothing beyond what the mount already gives the code. A root-only unix
+# socket (gcsfuse supports `--token-url unix:///path`) keeps even that token away from the code,
+# which then can use the thread's files only through the mount. The metadata server is reachable,
+# but the job's own service account has no roles, so its token is worth nothing.
+#
+# Needs the Cloud Run execution environment gen2 (FUSE) and must start as root (no USER in the image).
+# Environment (set per execution by CloudRunSandbox): OI_BUCKET, OI_PREFIX, OI_STEP_ID, OI_TOKEN,
+# OI_TOKEN_EXPIRES_AT (epoch seconds).
+set -euo pipefail
+
+readonly MOUNT=/workspace
+readonly BROKER_DIR=/run/oi-token
+readonly SOCKET="$BROKER_DIR/token.sock"
+readonly RUNNER_DIR=/opt/oi
+readonly SANDBOX_USER=sandbox
+
+log() { echo "entrypoint: $*" >&2; }
+
+: "${OI_BUCKET:?OI_BUCKET is required}" "${OI_PREFIX:?OI_PREFIX is required}"
+: "${OI_STEP_ID:?OI_STEP_ID is required}" "${OI_TOKEN:?OI_TOKEN is required}"
+# The same shapes the controller produces; anything else is refused before it reaches a flag.
+[[ "$OI_BUCKET" =~ ^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$ ]] || { log "invalid OI_BUCKET"; exit 64; }
+[[ "$OI_PREFIX" =~ ^workspaces/[A-Za-z0-9._-]+/[A-Za-z0-9._-]+/[A-Za-z0-9._-]+/$ && "$OI_PREFIX" != *..* ]] \
+  || { log "invalid OI_PREFIX"; exit 64; }
+[[ "$OI_STEP_ID" =~ ^[A-Za-z0-9_-]{1,64}$ ]] || { log "invalid OI_STEP_ID"; exit 64; }
+
+sandbox_uid="$(id -u "$SANDBOX_USER")"
+sandbox_gid="$(id -g "$SANDBOX_USER")"
+
+# 1. The token broker (inherits OI_TOKEN, reads it, removes it from its own environment).
+install -d -m 0700 -o root -g root "$BROKER_DIR"
+python3 "$RUNNER_DIR/token_broker.py" "$SOCKET" &
+broker_pid=$!
+unset OI_TOKEN OI_TOKEN_EXPIRES_AT
+for _ in $(seq 100); do [[ -S "$SOCKET" ]] && break; sleep 0.05; done
+[[ -S "$SOCKET" ]] || { log "the token broker did not start"; exit 70; }
+
+# 2. Mount only the thread's prefix. --foreground in the background lets us wait for gcsfuse to
+# exit after the unmount, i.e. until every write has been uploaded.
+mkdir -p "$MOUNT"
+gcsfuse --foreground \
+  --only-dir "${OI_PREFIX%/}" \
+  --implicit-dirs \
+  --rename-dir-limit 10000 \
+  --token-url "unix://$SOCKET" \
+  --uid "$sandbox_uid" --gid "$sandbox_gid" \
+  --file-mode 644 --dir-mode 755 \
+  -o allow_other \
+  "$OI_BUCKET" "$MOUNT" &
+gcsfuse_pid=$!
+for _ in $(seq 600); do
+  mountpoint -q "$MOUNT" && break
+  kill -0 "$gcsfuse_pid" 2>/dev/null || { log "gcsfuse exited before mounting"; exit 70; }
+  sleep 0.1
+done
+mountpoint -q "$MOUNT" || { log "gcsfuse did not mount $MOUNT in time"; exit 70; }
+
+# 3. The step, as the unprivileged user with a fixed environment (nothing of ours leaks in).
+set +e
+setpriv --reuid "$sandbox_uid" --regid "$sandbox_gid" --init-groups --inh-caps=-all --bounding-set=-all --no-new-privs \
+  env -i \
+    HOME="/home/$SANDBOX_USER" USER="$SANDBOX_USER" LOGNAME="$SANDBOX_USER" \
+    PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 LC_ALL=C.UTF-8 \
+    MPLBACKEND=Agg MPLCONFIGDIR="/home/$SANDBOX_USER/.cache/matplotlib" PYTHONUNBUFFERED=1 TMPDIR=/tmp \
+    python3 "$RUNNER_DIR/runner.py" --workspace "$MOUNT" --step "$OI_STEP_ID"
+runner_status=$?
+set -e
+
+# 4. Stop what the code left running (it may hold files open), then flush and unmount.
+# kill(-1) as that user reaches exactly its own processes (bash's builtin kill: the image has no procps).
+setpriv --reuid "$sandbox_uid" --regid "$sandbox_gid" --clear-groups bash -c 'kill -KILL -1' 2>/dev/null || true
+sleep 0.2
+unmount_status=0
+if ! fusermount3 -u "$MOUNT"; then
+  sleep 1
+  fusermount3 -u "$MOUNT" || umount "$MOUNT" || unmount_status=$?
+fi
+if [[ $unmount_status -eq 0 ]]; then
+  wait "$gcsfuse_pid" || unmount_status=$?   # gcsfuse exits once every write is uploaded
+else
+  kill "$gcsfuse_pid" 2>/dev/null || true
+fi
+kill "$broker_pid" 2>/dev/null || true
+
+if [[ $unmount_status -ne 0 ]]; then
+  log "unmounting $MOUNT failed ($unmount_status): the step's files may not all be saved"
+  exit 75
+fi
+exit "$runner_status"
