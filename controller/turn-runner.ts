@@ -74,10 +74,11 @@ export class TurnRunner {
       (budgets.threadMaxTokens !== undefined && used.totalTokens >= budgets.threadMaxTokens) ||
       (budgets.threadMaxSandboxSec !== undefined && used.sandboxMs >= budgets.threadMaxSandboxSec * 1000);
     if (capExhausted) {
-      await status.finish(':no_entry: This thread has used its budget.');
+      const finished = status.finish(':no_entry: This thread has used its budget.');
       await postLongText(client, channel, threadTs, ':no_entry: This thread has reached its budget (' + describeThreadCap(config, used) + '). Start a new thread to continue.');
       await appendHistory(workspace, [userMessage, { role: 'assistant', content: '(Not answered: the thread budget was reached.)' }]);
       progress.historySaved = true;
+      await finished;
       return;
     }
 
@@ -117,7 +118,7 @@ export class TurnRunner {
 
     const elapsed = formatDuration(Date.now() - startedAt);
     const stepsText = `${outcome.steps} step${outcome.steps === 1 ? '' : 's'}`;
-    const ending = describeOutcome(outcome, config, mention.user);
+    const ending = describeOutcome(outcome, config, mention.user, used);
     log.info('turn finished', { stopReason: outcome.stopReason, steps: outcome.steps, tokens: outcome.usage.totalTokens, sandboxMs: outcome.usage.sandboxMs });
     if (outcome.error !== undefined) log.error('turn ended by an error', { error: describeError(outcome.error) });
 
@@ -132,7 +133,8 @@ export class TurnRunner {
       usageState?.version ?? null,
     ).catch((error: unknown) => log.warn('usage not saved', { error: describeError(error) }));
 
-    await status.finish(`${ending.icon} ${ending.headline} · ${stepsText} · ${elapsed}`);
+    // Not awaited before the answer: the final edit waits for the status edit interval.
+    const finished = status.finish(`${ending.icon} ${ending.headline} · ${stepsText} · ${elapsed}`);
     const footer = config.budgets.usageFooter
       ? `\n\n_${outcome.usage.totalTokens.toLocaleString('en-US')} tokens · ${(outcome.usage.sandboxMs / 1000).toFixed(1)} s of sandbox_`
       : '';
@@ -140,6 +142,7 @@ export class TurnRunner {
       await postLongText(client, channel, threadTs, toSlackMrkdwn(outcome.answer) + footer, { fullMarkdown: outcome.answer });
     }
     if (ending.message !== undefined) await postLongText(client, channel, threadTs, ending.message + (outcome.answer.trim() === '' ? footer : ''));
+    await finished;
     if (changed.size > 0 || figures.length > 0) {
       await shareTurnFiles({
         client,
@@ -230,7 +233,7 @@ interface Ending {
   historyNote: string;
 }
 
-function describeOutcome(outcome: TurnOutcome, config: BotDependencies['config'], user: string): Ending {
+function describeOutcome(outcome: TurnOutcome, config: BotDependencies['config'], user: string, used: Usage): Ending {
   switch (outcome.stopReason) {
     case 'answered':
       return { icon: ':white_check_mark:', headline: 'Done', historyNote: '' };
@@ -245,14 +248,14 @@ function describeOutcome(outcome: TurnOutcome, config: BotDependencies['config']
       return {
         icon: ':no_entry:',
         headline: 'Token budget reached',
-        message: ':no_entry: I stopped because the model-token budget was reached (TURN_MAX_TOKENS / THREAD_MAX_TOKENS).',
+        message: `:no_entry: I stopped because ${budgetReached(config, used, outcome.usage, 'tokens')}.`,
         historyNote: 'The turn ended at the token budget.',
       };
     case 'sandbox_budget':
       return {
         icon: ':no_entry:',
         headline: 'Sandbox-time budget reached',
-        message: ':no_entry: I stopped because the sandbox-time budget was reached (TURN_MAX_SANDBOX_SEC / THREAD_MAX_SANDBOX_SEC).',
+        message: `:no_entry: I stopped because ${budgetReached(config, used, outcome.usage, 'sandbox')}.`,
         historyNote: 'The turn ended at the sandbox-time budget.',
       };
     case 'cancelled':
@@ -293,6 +296,20 @@ function describeThreadCap(config: BotDependencies['config'], used: Usage): stri
   const { threadMaxTokens, threadMaxSandboxSec } = config.budgets;
   if (threadMaxTokens !== undefined && used.totalTokens >= threadMaxTokens) return `THREAD_MAX_TOKENS=${threadMaxTokens} model tokens`;
   return `THREAD_MAX_SANDBOX_SEC=${threadMaxSandboxSec} seconds of sandbox time`;
+}
+
+/** Which cap ended the turn, named as its setting: the turn's, the thread's (what it used before counts), or both. */
+function budgetReached(config: BotDependencies['config'], used: Usage, turn: Usage, kind: 'tokens' | 'sandbox'): string {
+  const { budgets } = config;
+  const caps =
+    kind === 'tokens'
+      ? [['TURN_MAX_TOKENS', budgets.turnMaxTokens, turn.totalTokens], ['THREAD_MAX_TOKENS', budgets.threadMaxTokens, used.totalTokens + turn.totalTokens]] as const
+      : [['TURN_MAX_SANDBOX_SEC', budgets.turnMaxSandboxSec, turn.sandboxMs / 1000], ['THREAD_MAX_SANDBOX_SEC', budgets.threadMaxSandboxSec, (used.sandboxMs + turn.sandboxMs) / 1000]] as const;
+  const reached = caps.filter(([, cap, value]) => cap !== undefined && value >= cap).map(([name, cap]) => `${name}=${cap}`);
+  const what = kind === 'tokens' ? 'model-token budget' : 'sandbox-time budget';
+  if (reached.length === 0) return `the ${what} was reached`; // not expected: runTurn stops only at a cap
+  const whose = reached.some((name) => name.startsWith('THREAD')) ? 'this thread' : 'this turn';
+  return `${whose} reached its ${what} (${reached.join(', ')})`;
 }
 
 function remaining(cap: number | undefined, used: number): number | undefined {

@@ -137,10 +137,10 @@ export async function runTurn(input: TurnInput): Promise<TurnOutcome> {
       steps += 1;
       input.onEvent?.({ type: 'step_started', index: steps, title: stepTitle(content, parsed.code), code: parsed.code, language: parsed.language });
       try {
-        const result = await input.sandbox.run(
-          input.workspace,
-          { language: 'python', code: parsed.pythonCode, timeoutSec: limits.stepTimeoutSec },
-          { signal },
+        const timeoutSec = stepTimeoutSec(limits, usage);
+        const result = explainBudgetCut(
+          await input.sandbox.run(input.workspace, { language: 'python', code: parsed.pythonCode, timeoutSec }, { signal }),
+          timeoutSec < limits.stepTimeoutSec,
         );
         usage.sandboxMs += result.durationMs;
         input.onEvent?.({ type: 'step_finished', index: steps, result });
@@ -179,4 +179,19 @@ function budgetExceeded(limits: TurnLimits, usage: TurnOutcome['usage']): StopRe
   if (limits.maxTokens !== undefined && usage.totalTokens >= limits.maxTokens) return 'token_budget';
   if (limits.maxSandboxMs !== undefined && usage.sandboxMs >= limits.maxSandboxMs) return 'sandbox_budget';
   return undefined;
+}
+
+/** A step may not outlast the sandbox-time budget: it is cut when what is left of the budget is used. */
+function stepTimeoutSec(limits: TurnLimits, usage: TurnOutcome['usage']): number {
+  if (limits.maxSandboxMs === undefined) return limits.stepTimeoutSec;
+  return Math.min(limits.stepTimeoutSec, Math.max(1, Math.ceil((limits.maxSandboxMs - usage.sandboxMs) / 1000)));
+}
+
+/** A step cut short by the sandbox-time budget says so, rather than blaming STEP_TIMEOUT_SEC. */
+function explainBudgetCut(result: StepResult, cutByBudget: boolean): StepResult {
+  if (!cutByBudget || result.limit !== 'timeout' || result.error === null) return result;
+  return {
+    ...result,
+    error: { ...result.error, value: 'The step was stopped because the sandbox-time budget (TURN_MAX_SANDBOX_SEC / THREAD_MAX_SANDBOX_SEC) ran out.' },
+  };
 }

@@ -65,13 +65,19 @@ export class StatusMessage {
     this.touch();
   }
 
-  /** Final edit: the steps taken and a one-line outcome; the Stop button goes away. */
+  /**
+   * Final edit: the steps taken and a one-line outcome; the Stop button goes away. It waits for the
+   * edit interval, so callers post the answer without awaiting this first.
+   */
   async finish(headline: string): Promise<void> {
     this.phase = 'done';
     this.headline = headline;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     this.dirty = true;
+    // The final edit keeps the rate too: it often comes right after a step's edit.
+    const wait = this.ts === undefined ? 0 : this.lastEditAt + this.intervalMs - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     await this.flush();
     await this.setAssistantStatus('');
   }

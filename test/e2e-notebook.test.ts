@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { validateNotebookStructure } from '../controller/notebook.js';
+import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
+import { executeCall, lastUserText } from './fakes/fake-openai.js';
+import { startHarness, stopHarness, type Backend, type Harness } from './helpers/e2e-scenarios.js';
+
+/** Issue 7, taking the work away (`notebook`) and the upload preview, through the whole bot. */
+
+const localBackend = async (): Promise<Backend> => ({ env: {}, store: (dataDir) => new LocalWorkspaceStore(dataDir), close: async () => {} });
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+interface Cell {
+  cell_type: string;
+  source: string | string[];
+  outputs?: Array<{ output_type: string; name?: string; text?: string | string[]; data?: Record<string, string | string[]> }>;
+  execution_count?: number | null;
+}
+
+const joined = (text: string | string[] | undefined) => (Array.isArray(text) ? text.join('') : (text ?? ''));
+
+describe('notebook export and upload preview (issue 7)', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness(localBackend);
+  });
+  after(async () => stopHarness(h));
+
+  test('`notebook` and `ノートブック` post the thread as a valid .ipynb with the cells in order, without a model call', async () => {
+    const tableCode = "import pandas as pd\ndf = pd.DataFrame({'x': [1, 2, 3], 'y': [2, 4, 6]})\nprint('total', df['y'].sum())";
+    const plotCode = "import matplotlib.pyplot as plt\nplt.plot(df['x'], df['y'])\nplt.title('y against x')\nplt.show()";
+    h.ai.enqueue(
+      { content: 'Build a small table', ...executeCall(tableCode) },
+      executeCall(plotCode),
+      { content: 'The total is **12**; the plot is attached.' },
+    );
+    const { threadTs } = await h.mention('analyse x and y please');
+    await h.waitForReply(threadTs, /The total is/, 'C1', 30_000);
+
+    const requestsBefore = h.ai.requests.length;
+    await h.mention('notebook', { threadTs });
+    const first = await h.slack.waitFor(() => h.slack.uploads.find((upload) => upload.threadTs === threadTs && upload.filename.endsWith('.ipynb')), 20_000);
+    await h.mention('ノートブック', { threadTs });
+    const second = await h.slack.waitFor(() => h.slack.uploads.filter((upload) => upload.threadTs === threadTs && upload.filename.endsWith('.ipynb'))[1], 20_000);
+    assert.equal(h.ai.requests.length, requestsBefore, 'no model call for either command');
+    assert.equal(first.channelId, 'C1');
+
+    for (const upload of [first, second]) {
+      const notebook = JSON.parse(upload.bytes.toString('utf8')) as { nbformat: number; cells: Cell[] };
+      assert.deepEqual(validateNotebookStructure(notebook), []);
+      assert.equal(notebook.nbformat, 4);
+      const cells = notebook.cells;
+      assert.deepEqual(
+        cells.map((cell) => cell.cell_type),
+        ['markdown', 'markdown', 'markdown', 'code', 'code', 'markdown'],
+        cells.map((cell) => joined(cell.source).slice(0, 60)).join(' | '),
+      );
+      assert.match(joined(cells[0]!.source), /^# /, 'a title');
+      assert.equal(joined(cells[1]!.source), '**User:**\n\nanalyse x and y please');
+      assert.equal(joined(cells[2]!.source), 'Build a small table');
+
+      const [table, plot] = [cells[3]!, cells[4]!];
+      assert.equal(joined(table.source), tableCode);
+      assert.equal(table.execution_count, 1);
+      assert.deepEqual(table.outputs?.map((output) => [output.output_type, output.name, joined(output.text)]), [['stream', 'stdout', 'total 12\n']]);
+
+      assert.equal(joined(plot.source), plotCode);
+      assert.equal(plot.execution_count, 2);
+      const images = (plot.outputs ?? []).filter((output) => output.output_type === 'display_data' && output.data?.['image/png'] !== undefined);
+      assert.equal(images.length, 1, JSON.stringify(plot.outputs).slice(0, 300));
+      const png = Buffer.from(joined(images[0]!.data!['image/png']), 'base64');
+      assert.ok(png.subarray(0, 8).equals(PNG_SIGNATURE) && png.length > 1000, 'a real PNG of the figure');
+
+      assert.equal(joined(cells[5]!.source), '**Answer:**\n\nThe total is **12**; the plot is attached.');
+    }
+    assert.deepEqual(h.slack.unexpected, []);
+  });
+
+  test('`notebook` in a thread without code says so and calls no model', async () => {
+    const { threadTs } = await h.mention('just chatting');
+    await h.waitForReply(threadTs, /echo: just chatting/);
+    const requestsBefore = h.ai.requests.length;
+    await h.mention('Notebook', { threadTs });
+    await h.waitForReply(threadTs, /no code in this thread yet/);
+    assert.equal(h.ai.requests.length, requestsBefore);
+    assert.ok(!h.slack.uploads.some((upload) => upload.threadTs === threadTs));
+  });
+
+  test("an uploaded CSV's columns, types and row count are in the model's first request", async () => {
+    const csv = 'region,amount,day\nnorth,10,2024-01-01\nsouth,20.5,2024-01-02\neast,7,2024-01-03\nwest,1,2024-01-04\n';
+    const file = h.slack.addFile({ name: 'sales.csv', content: csv, mimetype: 'text/csv' });
+    const requestsBefore = h.ai.requests.length;
+    const { threadTs } = await h.mention('what is in this file?', { files: [file] });
+    await h.waitForReply(threadTs, /echo: what is in this file\?/, 'C1', 30_000);
+
+    const request = h.ai.requests[requestsBefore]!;
+    const text = lastUserText(request.body);
+    assert.match(text, /what is in this file\?/);
+    assert.match(text, /sales\.csv: 4 rows x 3 columns/, text);
+    assert.match(text, /columns: region \((object|str|string)\), amount \(float64\), day \((object|str|string)\)/, text);
+    assert.equal(h.ai.requests.length - requestsBefore, 1, 'the preview itself costs no model call');
+    assert.ok(h.slack.downloads.some((download) => download.fileId === file.id && download.authorized));
+  });
+});
