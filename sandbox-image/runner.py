@@ -328,7 +328,11 @@ def main():
     with open(os.path.join(step_dir, 'request.json'), encoding='utf-8') as handle:
         request = json.load(handle)
     os.environ.setdefault('MPLBACKEND', 'Agg')
-    os.environ['MPLCONFIGDIR'] = os.path.abspath(os.path.join(INTERNAL_DIR, 'matplotlib'))
+    # Keep a writable MPLCONFIGDIR the image prepared (its font cache is prebuilt; CJK fonts are slow
+    # to index); otherwise use one inside the workspace so the cache survives between steps.
+    configured = os.environ.get('MPLCONFIGDIR', '')
+    if not (configured and os.path.isdir(configured) and os.access(configured, os.W_OK)):
+        os.environ['MPLCONFIGDIR'] = os.path.abspath(os.path.join(INTERNAL_DIR, 'matplotlib'))
     limits = request['limits']
     timeout_sec = request.get('timeoutSec', 0)
     marker_path = os.path.join(step_dir, 'limit')

@@ -100,7 +100,8 @@ describe('CloudRunSandbox against fake Cloud Run and fake GCS', () => {
     assert.equal(recorded!.env.OI_TOKEN, EMULATOR_SANDBOX_TOKEN);
     assert.equal(recorded!.timeoutSec, 60 + 120);
     assert.equal(recorded!.taskCount, 1);
-    assert.ok(await workspace.stat(`.oi/steps/${first.stepId}/request.json`));
+    const leftovers = (await workspace.list({ includeInternal: true })).filter((entry) => entry.path.startsWith('.oi/steps/'));
+    assert.deepEqual(leftovers, [], 'the step request/result objects are removed once read');
 
     const second = await clients.sandbox.run(workspace, { language: 'python', code: 'print(len(rows) * 10)\nraise ValueError("bad value")', timeoutSec: 60 });
     assert.equal(second.stdout, '30\n', 'variables survive between executions through the prefix');

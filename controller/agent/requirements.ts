@@ -1,7 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-export const REQUIREMENTS_PATH = fileURLToPath(new URL('../../sandbox-image/requirements.txt', import.meta.url));
+// From controller/agent/ when run with tsx, from dist/controller/agent/ when compiled.
+export const REQUIREMENTS_PATH = ['../../sandbox-image/requirements.txt', '../../../sandbox-image/requirements.txt']
+  .map((relative) => fileURLToPath(new URL(relative, import.meta.url)))
+  .find((path) => existsSync(path)) ?? fileURLToPath(new URL('../../sandbox-image/requirements.txt', import.meta.url));
 
 /** Package names from a requirements.txt (comments, versions and extras removed). */
 export function parseRequirements(text: string): string[] {

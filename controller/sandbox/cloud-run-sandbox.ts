@@ -4,6 +4,7 @@ import type { Logger } from '../logger.js';
 import { INTERNAL_DIR, type Workspace } from '../workspace/workspace.js';
 import type { TokenMinter } from './downscoped-token.js';
 import {
+  DEFAULT_MAX_OUTPUT_BYTES,
   SandboxError,
   type ResourceLimits,
   type RunOptions,
@@ -47,7 +48,6 @@ interface ExecutionOperation {
 }
 
 const DEFAULT_STARTUP_MARGIN_SEC = 120;
-const DEFAULT_MAX_OUTPUT_BYTES = 100_000;
 
 export class CloudRunSandbox implements Sandbox {
   private readonly jobName: string;
@@ -65,6 +65,24 @@ export class CloudRunSandbox implements Sandbox {
     }
     const stepId = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
     const stepDir = `${INTERNAL_DIR}/steps/${stepId}`;
+    try {
+      return await this.runStep(workspace, location, request, options, stepId, stepDir);
+    } finally {
+      // The step's request/result objects are read; leaving them would grow .oi/steps forever.
+      await removeStepObjects(workspace, stepDir).catch((error: unknown) =>
+        this.options.logger.warn('step objects not removed', { stepId, error: messageOf(error) }),
+      );
+    }
+  }
+
+  private async runStep(
+    workspace: Workspace,
+    location: { bucket: string; prefix: string },
+    request: StepRequest,
+    options: RunOptions,
+    stepId: string,
+    stepDir: string,
+  ): Promise<StepResult> {
     const logger = this.options.logger.child({ stepId });
     const requestFile: StepRequestFile = {
       ...request,
@@ -224,4 +242,9 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+async function removeStepObjects(workspace: Workspace, stepDir: string): Promise<void> {
+  const entries = await workspace.list({ includeInternal: true });
+  for (const entry of entries) if (entry.path.startsWith(`${stepDir}/`)) await workspace.delete(entry.path);
 }

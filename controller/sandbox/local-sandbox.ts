@@ -10,6 +10,7 @@ import { bubblewrapArguments, JAIL_RUNNER_DIR, JAIL_WORKSPACE, probeBubblewrap, 
 import { resolvePython, type PythonInfo } from './python.js';
 import {
   DEFAULT_LIMITS,
+  DEFAULT_MAX_OUTPUT_BYTES,
   SandboxError,
   type ResourceLimits,
   type RunOptions,
@@ -48,7 +49,6 @@ export interface LocalSandboxOptions {
   runnerDir?: string;
 }
 
-export const DEFAULT_MAX_OUTPUT_BYTES = 100_000;
 /** The runner stops the user's code itself at timeoutSec; this is the backstop for code stuck in C. */
 const KILL_GRACE_MS = 3_000;
 const STDERR_TAIL_BYTES = 4_000;

@@ -102,3 +102,6 @@ export class SandboxError extends AppError {
 }
 
 export const DEFAULT_LIMITS: ResourceLimits = { memoryMb: 2048, cpuSec: 600, maxProcesses: 256, maxFileMb: 1024 };
+
+/** Bytes of stdout and of stderr a step keeps (head and tail), in both sandboxes. */
+export const DEFAULT_MAX_OUTPUT_BYTES = 100_000;
