@@ -136,6 +136,12 @@ export interface Config {
   logLevel: Env['LOG_LEVEL'];
 }
 
+/** The per-step resource limits both sandboxes apply (SANDBOX_MEMORY_MB, _CPU_SEC, _MAX_PROCESSES, _MAX_FILE_MB). */
+export function stepLimits(config: Config): { memoryMb: number; cpuSec: number; maxProcesses: number; maxFileMb: number } {
+  const { memoryMb, cpuSec, maxProcesses, maxFileMb } = config.limits;
+  return { memoryMb, cpuSec, maxProcesses, maxFileMb };
+}
+
 function fail(variable: string, message: string): never {
   throw new ConfigError(`Configuration error: ${variable} ${message}`);
 }

@@ -1,7 +1,7 @@
 import { v2 } from '@google-cloud/run';
 import { Storage } from '@google-cloud/storage';
 import { GoogleAuth, Impersonated, PassThroughClient, type AuthClient } from 'google-auth-library';
-import type { Config } from './config.js';
+import { stepLimits, type Config } from './config.js';
 import { ConfigError } from './errors.js';
 import type { Logger } from './logger.js';
 import { CloudRunSandbox } from './sandbox/cloud-run-sandbox.js';
@@ -69,12 +69,7 @@ export function createGcpClients(config: Config, logger: Logger): GcpClients {
     region,
     job,
     tokenMinter,
-    limits: {
-      memoryMb: config.limits.memoryMb,
-      cpuSec: config.limits.cpuSec,
-      maxProcesses: config.limits.maxProcesses,
-      maxFileMb: config.limits.maxFileMb,
-    },
+    limits: stepLimits(config),
     logger,
     startupMarginSec: STARTUP_MARGIN_SEC,
     // A local emulator answers at once; polling Cloud Run itself every few seconds is plenty.

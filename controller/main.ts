@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import OpenAI from 'openai';
 import { Bot } from './bot.js';
-import { loadConfig, type Config } from './config.js';
+import { loadConfig, stepLimits, type Config } from './config.js';
 import { ConfigError, describeError } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
 import { preinstalledLibraries } from './agent/requirements.js';
@@ -100,12 +100,7 @@ async function createBackends(config: Config, logger: Logger): Promise<{ store: 
       python: config.sandbox.python,
       network: config.sandbox.network,
       isolation: config.sandbox.isolation,
-      limits: {
-        memoryMb: config.limits.memoryMb,
-        cpuSec: config.limits.cpuSec,
-        maxProcesses: config.limits.maxProcesses,
-        maxFileMb: config.limits.maxFileMb,
-      },
+      limits: stepLimits(config),
       logger,
     });
     logger.info(sandbox.describeIsolation());

@@ -1,11 +1,9 @@
-import { APIConnectionError, APIError } from 'openai';
 import { runTurn, type TurnOutcome } from './agent/agent-loop.js';
 import { appendHistory, loadHistory, type HistoryMessage } from './agent/history.js';
 import type { BotDependencies, Mention } from './bot.js';
 import { describeError } from './errors.js';
 import type { Logger } from './logger.js';
 import { buildNotebook } from './notebook.js';
-import { SandboxError } from './sandbox/sandbox.js';
 import { describeUploadsForModel, ingestSlackFiles } from './slack/files-in.js';
 import { runDownloadCommand, shareTurnFiles } from './slack/files-out.js';
 import { toSlackMrkdwn } from './slack/format.js';
@@ -14,6 +12,7 @@ import { StatusMessage } from './slack/status.js';
 import { formatDuration } from './slack/status-render.js';
 import { previewUploads } from './slack/upload-preview.js';
 import { isInternalPath, type Workspace } from './workspace/workspace.js';
+import { describeOutcome, describeThreadCap, type Usage } from './turn-outcome.js';
 
 /** What a turn has done so far, so the catch-all knows what is left to save. */
 interface TurnProgress {
@@ -21,11 +20,6 @@ interface TurnProgress {
   historySaved: boolean;
 }
 
-/** Tokens and sandbox time a thread has used so far (for the per-thread budget). */
-interface Usage {
-  totalTokens: number;
-  sandboxMs: number;
-}
 const USAGE_STATE = 'usage';
 const TOOL_OUTPUT_CHARS = 12_000;
 
@@ -222,94 +216,6 @@ export class TurnRunner {
     }
     return parts.join('\n\n');
   }
-}
-
-interface Ending {
-  icon: string;
-  headline: string;
-  /** A message for the thread besides the answer (why the turn ended early). */
-  message?: string;
-  /** Recorded in the history so later turns know what happened. */
-  historyNote: string;
-}
-
-function describeOutcome(outcome: TurnOutcome, config: BotDependencies['config'], user: string, used: Usage): Ending {
-  switch (outcome.stopReason) {
-    case 'answered':
-      return { icon: ':white_check_mark:', headline: 'Done', historyNote: '' };
-    case 'max_steps':
-      return {
-        icon: ':warning:',
-        headline: 'Step limit reached',
-        message: `:warning: I stopped after ${config.limits.maxStepsPerTurn} steps (MAX_STEPS_PER_TURN). Mention me again to continue from here.`,
-        historyNote: 'The turn ended at the step limit.',
-      };
-    case 'token_budget':
-      return {
-        icon: ':no_entry:',
-        headline: 'Token budget reached',
-        message: `:no_entry: I stopped because ${budgetReached(config, used, outcome.usage, 'tokens')}.`,
-        historyNote: 'The turn ended at the token budget.',
-      };
-    case 'sandbox_budget':
-      return {
-        icon: ':no_entry:',
-        headline: 'Sandbox-time budget reached',
-        message: `:no_entry: I stopped because ${budgetReached(config, used, outcome.usage, 'sandbox')}.`,
-        historyNote: 'The turn ended at the sandbox-time budget.',
-      };
-    case 'cancelled':
-      return {
-        icon: ':octagonal_sign:',
-        headline: 'Stopped',
-        message: `:octagonal_sign: Stopped${outcome.steps > 0 ? ` after ${outcome.steps} step${outcome.steps === 1 ? '' : 's'}` : ''}. Mention me again to continue.`,
-        historyNote: `The user <@${user}> or an admin stopped this turn.`,
-      };
-    case 'model_error':
-      return {
-        icon: ':warning:',
-        headline: 'Model error',
-        message: `:warning: ${describeModelError(outcome.error)} Your message is saved; mention me again to retry.`,
-        historyNote: 'The turn ended because the model service failed.',
-      };
-    case 'sandbox_error':
-      return {
-        icon: ':warning:',
-        headline: 'Sandbox error',
-        message: `:warning: ${outcome.error instanceof SandboxError ? outcome.error.userMessage : 'The sandbox failed to run the code.'} Mention me again to retry.`,
-        historyNote: 'The turn ended because the sandbox failed.',
-      };
-  }
-}
-
-function describeModelError(error: unknown): string {
-  if (error instanceof APIConnectionError) return 'I could not reach the model service.';
-  if (error instanceof APIError && error.status !== undefined) {
-    if (error.status === 429) return 'The model service is rate-limiting or out of quota (HTTP 429), even after retries.';
-    if (error.status === 401 || error.status === 403) return `The model service refused the API key (HTTP ${error.status}): an admin should check OPENAI_API_KEY.`;
-    return `The model service answered with an error (HTTP ${error.status}), even after retries.`;
-  }
-  return 'The model service failed.';
-}
-
-function describeThreadCap(config: BotDependencies['config'], used: Usage): string {
-  const { threadMaxTokens, threadMaxSandboxSec } = config.budgets;
-  if (threadMaxTokens !== undefined && used.totalTokens >= threadMaxTokens) return `THREAD_MAX_TOKENS=${threadMaxTokens} model tokens`;
-  return `THREAD_MAX_SANDBOX_SEC=${threadMaxSandboxSec} seconds of sandbox time`;
-}
-
-/** Which cap ended the turn, named as its setting: the turn's, the thread's (what it used before counts), or both. */
-function budgetReached(config: BotDependencies['config'], used: Usage, turn: Usage, kind: 'tokens' | 'sandbox'): string {
-  const { budgets } = config;
-  const caps =
-    kind === 'tokens'
-      ? [['TURN_MAX_TOKENS', budgets.turnMaxTokens, turn.totalTokens], ['THREAD_MAX_TOKENS', budgets.threadMaxTokens, used.totalTokens + turn.totalTokens]] as const
-      : [['TURN_MAX_SANDBOX_SEC', budgets.turnMaxSandboxSec, turn.sandboxMs / 1000], ['THREAD_MAX_SANDBOX_SEC', budgets.threadMaxSandboxSec, (used.sandboxMs + turn.sandboxMs) / 1000]] as const;
-  const reached = caps.filter(([, cap, value]) => cap !== undefined && value >= cap).map(([name, cap]) => `${name}=${cap}`);
-  const what = kind === 'tokens' ? 'model-token budget' : 'sandbox-time budget';
-  if (reached.length === 0) return `the ${what} was reached`; // not expected: runTurn stops only at a cap
-  const whose = reached.some((name) => name.startsWith('THREAD')) ? 'this thread' : 'this turn';
-  return `${whose} reached its ${what} (${reached.join(', ')})`;
 }
 
 function remaining(cap: number | undefined, used: number): number | undefined {
