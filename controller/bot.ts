@@ -121,6 +121,12 @@ export class Bot {
     return 'stopped';
   }
 
+  /** Resolves when every queued turn is done and every status message has its final edit. */
+  async drain(): Promise<void> {
+    await this.queue.onIdle();
+    await this.runner.settle();
+  }
+
   /** Stops every running turn (shutdown). */
   stopAll(): void {
     for (const turn of this.running.values()) turn.controller.abort();

@@ -82,7 +82,7 @@ async function main(): Promise<void> {
     logger.info('shutting down', { signal });
     // Let running turns finish for a while (Cloud Run allows 10 s after SIGTERM), then stop them cleanly.
     const deadline = setTimeout(() => bot.stopAll(), 8_000);
-    await Promise.race([bot.queue.onIdle(), new Promise((resolve) => setTimeout(resolve, 9_000))]);
+    await Promise.race([bot.drain(), new Promise((resolve) => setTimeout(resolve, 9_000))]);
     clearTimeout(deadline);
     await app.stop().catch(() => {});
     healthServer?.close();

@@ -25,7 +25,25 @@ const TOOL_OUTPUT_CHARS = 12_000;
 
 /** Runs one turn (or a command) for a mention, from status message to answer, files and history. */
 export class TurnRunner {
+  /** Final status edits still waiting for the edit interval; shutdown waits for them (settle). */
+  private readonly pendingEdits = new Set<Promise<void>>();
+
   constructor(private readonly deps: BotDependencies) {}
+
+  /** Resolves when every final status edit has been sent. */
+  async settle(): Promise<void> {
+    await Promise.all([...this.pendingEdits]);
+  }
+
+  /**
+   * Lets a final status edit finish in the background: it may wait up to STATUS_INTERVAL_MS to keep
+   * Slack's edit rate, and holding the thread's queue slot for that would cap throughput.
+   */
+  private track(edit: Promise<void>, log: Logger): void {
+    const tracked = edit.catch((error: unknown) => log.warn('final status edit failed', { error: describeError(error) }));
+    this.pendingEdits.add(tracked);
+    void tracked.finally(() => this.pendingEdits.delete(tracked));
+  }
 
   async run(mention: Mention, turnId: string, signal: AbortSignal, log: Logger): Promise<void> {
     const { client } = this.deps;
@@ -46,7 +64,7 @@ export class TurnRunner {
           (saveError: unknown) => log.error('history not saved', { error: describeError(saveError) }),
         );
       }
-      await status.finish(':warning: Failed').catch(() => {});
+      this.track(status.finish(':warning: Failed'), log);
       await postLongText(client, channel, threadTs, ':warning: Something went wrong on my side and this turn did not finish. Your message is saved; mention me again to retry.').catch(
         () => {},
       );
@@ -68,11 +86,10 @@ export class TurnRunner {
       (budgets.threadMaxTokens !== undefined && used.totalTokens >= budgets.threadMaxTokens) ||
       (budgets.threadMaxSandboxSec !== undefined && used.sandboxMs >= budgets.threadMaxSandboxSec * 1000);
     if (capExhausted) {
-      const finished = status.finish(':no_entry: This thread has used its budget.');
+      this.track(status.finish(':no_entry: This thread has used its budget.'), log);
       await postLongText(client, channel, threadTs, ':no_entry: This thread has reached its budget (' + describeThreadCap(config, used) + '). Start a new thread to continue.');
       await appendHistory(workspace, [userMessage, { role: 'assistant', content: '(Not answered: the thread budget was reached.)' }]);
       progress.historySaved = true;
-      await finished;
       return;
     }
 
@@ -127,8 +144,7 @@ export class TurnRunner {
       usageState?.version ?? null,
     ).catch((error: unknown) => log.warn('usage not saved', { error: describeError(error) }));
 
-    // Not awaited before the answer: the final edit waits for the status edit interval.
-    const finished = status.finish(`${ending.icon} ${ending.headline} · ${stepsText} · ${elapsed}`);
+    this.track(status.finish(`${ending.icon} ${ending.headline} · ${stepsText} · ${elapsed}`), log);
     const footer = config.budgets.usageFooter
       ? `\n\n_${outcome.usage.totalTokens.toLocaleString('en-US')} tokens · ${(outcome.usage.sandboxMs / 1000).toFixed(1)} s of sandbox_`
       : '';
@@ -136,7 +152,6 @@ export class TurnRunner {
       await postLongText(client, channel, threadTs, toSlackMrkdwn(outcome.answer) + footer, { fullMarkdown: outcome.answer });
     }
     if (ending.message !== undefined) await postLongText(client, channel, threadTs, ending.message + (outcome.answer.trim() === '' ? footer : ''));
-    await finished;
     if (changed.size > 0 || figures.length > 0) {
       await shareTurnFiles({
         client,

@@ -75,6 +75,20 @@ describe('agent loop', () => {
     assert.equal(outcome.messages.filter((message) => message.role === 'tool').length, toolCalls, 'every tool call has its result');
   });
 
+  test('a long turn does not pile abort listeners on the turn signal', async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on('warning', onWarning);
+    let calls = 0;
+    ai.script(() => (++calls <= 15 ? executeCall('print(1)') : { content: 'done' }));
+    const controller = new AbortController();
+    const outcome = await runTurn(input(new RecordingSandbox(() => ({ stdout: '1' })), { signal: controller.signal, limits: { ...limits, maxSteps: 20 } }));
+    await new Promise((resolve) => setImmediate(resolve));
+    process.off('warning', onWarning);
+    assert.equal(outcome.steps, 15);
+    assert.deepEqual(warnings.filter((name) => name === 'MaxListenersExceededWarning'), []);
+  });
+
   test('bad tool arguments go back to the model, not to the sandbox', async () => {
     ai.enqueue({ toolCalls: [{ name: 'execute', arguments: '{not json' }] }, { toolCalls: [{ name: 'execute', arguments: { language: 'cobol', code: 'x' } }] }, { content: 'ok' });
     const sandbox = new RecordingSandbox(() => ({}));

@@ -83,6 +83,9 @@ export async function runTurn(input: TurnInput): Promise<TurnOutcome> {
     const outOfSteps = steps >= limits.maxSteps;
     input.onEvent?.({ type: 'model_call', stepsSoFar: steps });
     let completion: OpenAI.Chat.Completions.ChatCompletion;
+    // The openai client never removes its listener from the signal it gets; give each request its
+    // own signal linked to the turn's, so a long turn does not pile listeners on the turn's signal.
+    const requestSignal = linkedSignal(signal);
     try {
       completion = await input.openai.chat.completions.create(
         {
@@ -97,11 +100,13 @@ export async function runTurn(input: TurnInput): Promise<TurnOutcome> {
           tools: [EXECUTE_TOOL],
           tool_choice: outOfSteps ? 'none' : 'auto',
         },
-        { signal },
+        { signal: requestSignal.signal },
       );
     } catch (error) {
       if (signal?.aborted) return end('cancelled');
       return end('model_error', '', error);
+    } finally {
+      requestSignal.unlink();
     }
     usage.totalTokens += completion.usage?.total_tokens ?? 0;
     const reply = completion.choices[0]?.message;
@@ -194,4 +199,14 @@ function explainBudgetCut(result: StepResult, cutByBudget: boolean): StepResult 
     ...result,
     error: { ...result.error, value: 'The step was stopped because the sandbox-time budget (TURN_MAX_SANDBOX_SEC / THREAD_MAX_SANDBOX_SEC) ran out.' },
   };
+}
+
+/** A signal that aborts with `parent`; `unlink()` removes the link once the request is over. */
+function linkedSignal(parent: AbortSignal | undefined): { signal: AbortSignal; unlink: () => void } {
+  const controller = new AbortController();
+  if (parent === undefined) return { signal: controller.signal, unlink: () => {} };
+  const onAbort = () => controller.abort(parent.reason);
+  if (parent.aborted) onAbort();
+  else parent.addEventListener('abort', onAbort, { once: true });
+  return { signal: controller.signal, unlink: () => parent.removeEventListener('abort', onAbort) };
 }

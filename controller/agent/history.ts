@@ -62,28 +62,42 @@ const TRIMMED_KEEP_CHARS = 300;
  */
 export function toModelMessages(history: readonly HistoryMessage[], budgetTokens: number): ChatCompletionMessageParam[] {
   const messages: ChatCompletionMessageParam[] = history.map(({ meta: _meta, ...message }) => ({ ...message }) as ChatCompletionMessageParam);
-  let total = estimateTokens(messages);
-  if (total <= budgetTokens) return messages;
+  // Sizes are measured once; every decision below works on these numbers (a thread can hold
+  // thousands of messages and this runs before every model call).
+  const sizes = messages.map((message) => JSON.stringify(message).length);
+  const budgetChars = budgetTokens * 4;
+  let total = sizes.reduce((sum, size) => sum + size, 0);
+  if (total <= budgetChars) return messages;
 
-  for (let index = 0; index < messages.length && total > budgetTokens; index++) {
+  for (let index = 0; index < messages.length && total > budgetChars; index++) {
     const message = messages[index]!;
     if (message.role !== 'tool' || typeof message.content !== 'string' || message.content.length <= TRIMMED_KEEP_CHARS * 2) continue;
-    const before = JSON.stringify(message).length;
     const cut = message.content.length - TRIMMED_KEEP_CHARS;
     messages[index] = {
       ...message,
       content: `${message.content.slice(0, TRIMMED_KEEP_CHARS)}\n[… ${cut} characters of this older output were trimmed to keep the conversation within the context budget …]`,
     };
-    total -= Math.floor((before - JSON.stringify(messages[index]).length) / 4);
+    const size = JSON.stringify(messages[index]).length;
+    total -= sizes[index]! - size;
+    sizes[index] = size;
   }
+  if (total <= budgetChars) return messages;
 
+  // Drop whole turns from the oldest, never the current one: one splice at the first turn to keep.
+  const firstUser = messages.findIndex((message) => message.role === 'user');
   const lastUser = messages.findLastIndex((message) => message.role === 'user');
-  while (total > budgetTokens) {
-    const firstUser = messages.findIndex((message) => message.role === 'user');
-    const nextUser = messages.findIndex((message, index) => index > firstUser && message.role === 'user');
-    if (firstUser < 0 || nextUser < 0 || nextUser > lastUser) break;
-    const removed = messages.splice(firstUser, nextUser - firstUser);
-    total -= estimateTokens(removed);
+  if (firstUser < 0) return messages;
+  let keepFrom = firstUser;
+  let turnSize = 0;
+  for (let index = firstUser; index < lastUser && total > budgetChars; index++) {
+    turnSize += sizes[index]!;
+    if (messages[index + 1]?.role === 'user') {
+      // A whole turn ends here: drop it.
+      total -= turnSize;
+      turnSize = 0;
+      keepFrom = index + 1;
+    }
   }
+  messages.splice(firstUser, keepFrom - firstUser);
   return messages;
 }

@@ -99,8 +99,12 @@ export function registerHandlers(
     return mention;
   };
 
+  // Bolt has written the 200 already; starting the turn on the next turn of the event loop lets that
+  // response (and other requests' acks) go out before any of the turn's work runs.
   const start = (mention: Mention) => {
-    bot.handleMention(mention).catch((error: unknown) => logger.error('turn failed', { error: describeError(error) }));
+    setImmediate(() => {
+      bot.handleMention(mention).catch((error: unknown) => logger.error('turn failed', { error: describeError(error) }));
+    });
   };
 
   app.event('app_mention', async ({ event, body, context }) => {

@@ -160,8 +160,7 @@ export class LocalWorkspace implements Workspace {
   }
 
   async writeState(name: string, value: unknown, expectedVersion: string | null): Promise<string> {
-    const current = await this.readState(name);
-    const currentVersion = current?.version ?? null;
+    const currentVersion = await this.stateVersion(name);
     if (currentVersion !== expectedVersion) {
       throw new StateConflictError(
         `state ${name} of ${threadPath(this.key)} changed (expected ${expectedVersion}, found ${currentVersion})`,
@@ -181,6 +180,29 @@ export class LocalWorkspace implements Workspace {
     }
     await rename(temporary, target);
     return String(version);
+  }
+
+  /**
+   * The stored version only: state files start with `{"version":N,` (writeState writes them so), so
+   * a conditional write need not parse a long history just to compare versions.
+   */
+  private async stateVersion(name: string): Promise<string | null> {
+    let handle;
+    try {
+      handle = await open(this.statePath(name), 'r');
+    } catch (error) {
+      if (isMissing(error)) return null;
+      throw error;
+    }
+    try {
+      const head = Buffer.alloc(64);
+      const { bytesRead } = await handle.read(head, 0, head.length, 0);
+      const match = /^\{"version":(\d+),/.exec(head.subarray(0, bytesRead).toString('utf8'));
+      if (match !== null) return match[1]!;
+    } finally {
+      await handle.close();
+    }
+    return (await this.readState(name))?.version ?? null;
   }
 
   private statePath(name: string): string {
