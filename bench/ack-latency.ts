@@ -1,8 +1,8 @@
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { FakeOpenAI } from '../test/fakes/fake-openai.js';
 import { FakeSlack } from '../test/fakes/fake-slack.js';
-import { freePort, PROJECT_ROOT, startBot } from '../test/helpers/bot-process.js';
+import { startBot } from '../test/helpers/bot-process.js';
 import { mentionEvent, mentionText, nextMessageTs } from '../test/helpers/slack-events.js';
 import { BOT_TOKEN, BOT_USER, OPENAI_KEY, SIGNING_SECRET, stepsModel, TEAM } from './fixtures.js';
 import type { BurstRequest, BurstResult } from './load-generator.js';
@@ -35,48 +35,10 @@ interface ServerProcess {
   stop: () => Promise<unknown>;
 }
 
-async function waitHealthy(url: string, child: ChildProcess, output: () => string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`process exited during start-up:\n${output()}`);
-    const healthy = await fetch(`${url}/healthz`).then((response) => response.ok, () => false);
-    if (healthy) return;
-    if (Date.now() > deadline) throw new Error(`process did not become healthy:\n${output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-async function startBareBolt(slackApiUrl: string): Promise<ServerProcess> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/bare-bolt-app.ts'], {
-    cwd: PROJECT_ROOT,
-    env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: process.env.HOME ?? '/tmp',
-      SLACK_BOT_TOKEN: BOT_TOKEN,
-      SLACK_SIGNING_SECRET: SIGNING_SECRET,
-      SLACK_API_URL: slackApiUrl,
-      OPENAI_API_KEY: OPENAI_KEY,
-      PORT: String(port),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const url = `http://127.0.0.1:${port}`;
-  await waitHealthy(url, child, () => output);
-  return {
-    eventsUrl: `${url}/slack/events`,
-    pid: child.pid!,
-    stop: async () => {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
+/** The baseline: bench/bare-bolt-app.ts, started exactly like the bot (same helper, same variables). */
+async function startBareBolt(slackApiUrl: string, openaiBaseUrl: string): Promise<ServerProcess> {
+  const started = await startBot({ slackApiUrl, openaiBaseUrl, entry: 'bench/bare-bolt-app.ts' });
+  return { eventsUrl: started.eventsUrl, pid: started.child.pid!, stop: started.stop };
 }
 
 /** The load generator process and a function that posts one burst through it. */
@@ -107,7 +69,7 @@ export async function ackLatencyBenchmark(options: AckLatencyOptions): Promise<{
   const servers: ServerProcess[] = [];
   try {
     const [bare, bot] = await Promise.all([
-      startBareBolt(slack.apiUrl).then((server) => (servers.push(server), server)),
+      startBareBolt(slack.apiUrl, ai.baseUrl).then((server) => (servers.push(server), server)),
       startBot({ slackApiUrl: slack.apiUrl, openaiBaseUrl: ai.baseUrl, env: { STATUS_INTERVAL_MS: '2000', LOG_LEVEL: 'INFO' } }).then((started) => {
         const server: ServerProcess = { eventsUrl: started.eventsUrl, pid: started.child.pid!, stop: started.stop };
         servers.push(server);

@@ -1,4 +1,4 @@
-import { runTurn, type TurnOutcome } from './agent/agent-loop.js';
+import { runTurn } from './agent/agent-loop.js';
 import { appendHistory, loadHistory, type HistoryMessage } from './agent/history.js';
 import type { BotDependencies, Mention } from './bot.js';
 import { describeError } from './errors.js';

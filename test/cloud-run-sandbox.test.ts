@@ -62,18 +62,7 @@ describe('CloudRunSandbox against fake Cloud Run and fake GCS', () => {
 
   /** A sandbox on the same clients with a task timeout equal to the step timeout (no start-up margin). */
   function sandboxWithoutMargin(): CloudRunSandbox {
-    return new CloudRunSandbox({
-      jobsClient: clients.jobsClient,
-      executionsClient: clients.executionsClient,
-      project: PROJECT,
-      region: REGION,
-      job: JOB,
-      tokenMinter: clients.tokenMinter,
-      limits: { memoryMb: 1024, cpuSec: 60, maxProcesses: 64, maxFileMb: 64 },
-      logger: silentLogger,
-      startupMarginSec: 0,
-      polling: { initialMs: 50, maxMs: 200 },
-    });
+    return new CloudRunSandbox({ ...sandboxOptions(clients), startupMarginSec: 0 });
   }
 
   it('runs a step in the thread’s prefix: output, changed files and Python state come back', async () => {

@@ -37,11 +37,18 @@ export async function freePort(): Promise<number> {
  * Starts the bot the way operators do (`npm start`'s command, environment variables only), against
  * the fakes given by URL. Resolves once /healthz answers.
  */
-export async function startBot(options: { slackApiUrl: string; openaiBaseUrl: string; env?: Record<string, string>; dataDir?: string }): Promise<BotProcess> {
+export async function startBot(options: {
+  slackApiUrl: string;
+  openaiBaseUrl: string;
+  env?: Record<string, string>;
+  dataDir?: string;
+  /** The program to start (benchmarks start a bare Bolt app the same way). */
+  entry?: string;
+}): Promise<BotProcess> {
   const port = await freePort();
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'oi-bot-')));
   let output = '';
-  const child = spawn(process.execPath, ['--import', 'tsx', 'controller/main.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', options.entry ?? 'controller/main.ts'], {
     cwd: PROJECT_ROOT,
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
