@@ -23,10 +23,11 @@ export interface Backend {
  * execute with that code, then answer `Result: <tool output>`; any other text is echoed back.
  */
 export function scriptedModel(request: ChatRequest): Reply {
-  const text = lastUserText(request);
+  // The bot appends notes about uploads after the user's own text: the code ends before them.
+  const text = lastUserText(request).split('\n\nI uploaded ')[0]!;
   const results = toolResults(request, { sinceLastUser: true });
   const match = /run:\s*([\s\S]*)$/.exec(text);
-  if (match === null) return { content: `echo: ${text}`, usage: { total_tokens: 10 } };
+  if (match === null) return { content: `echo: ${lastUserText(request)}`, usage: { total_tokens: 10 } };
   if (results.length === 0) return { ...executeCall(match[1]!), usage: { total_tokens: 10 } };
   return { content: `Result: ${results.at(-1)!.content}`, usage: { total_tokens: 10 } };
 }
@@ -230,6 +231,97 @@ export function endToEndScenarios(name: string, makeBackend: () => Promise<Backe
       await h.waitForReply(failed.threadTs, /echo: and now\?/);
       const lastRequest = h.ai.requests.at(-1)!.body;
       assert.ok(lastRequest.messages.some((message) => message.role === 'user' && /broken model/.test(String(message.content))), 'the failed turn is in the history');
+    });
+  });
+}
+
+/** The file scenarios of issue 3 through the whole bot, run against one backend. */
+export function fileScenarios(name: string, makeBackend: () => Promise<Backend>): void {
+  describe(`files end to end (${name})`, () => {
+    let h: Harness;
+    before(async () => {
+      h = await startHarness(makeBackend, { MAX_UPLOAD_MB: '1' });
+    });
+    after(async () => stopHarness(h));
+
+    const uploadsIn = (threadTs: string) => h.slack.uploads.filter((upload) => upload.threadTs === threadTs);
+
+    test('a CSV attached to a mention is saved in the workspace and analysed in the same turn', async () => {
+      const file = h.slack.addFile({ name: 'sales.csv', content: 'region,amount\neast,10\nwest,32\n', mimetype: 'text/csv' });
+      const { threadTs } = await h.mention("run: import csv\nrows = list(csv.DictReader(open('sales.csv')))\nprint('total', sum(int(row['amount']) for row in rows))", { files: [file] });
+      await h.waitForReply(threadTs, /Result: total 42/);
+      const firstRequest = h.ai.requests.find((request) => JSON.stringify(request.body).includes('sales.csv'))!;
+      assert.match(JSON.stringify(firstRequest.body.messages.at(-1)), /I uploaded sales\.csv to \.\/sales\.csv/);
+    });
+
+    test('a mention with only a file asks the model for a first look', async () => {
+      const file = h.slack.addFile({ name: 'notes.txt', content: 'hello', mimetype: 'text/plain' });
+      const { threadTs } = await h.mention('', { files: [file] });
+      const reply = await h.waitForReply(threadTs, /echo:/);
+      assert.match(reply, /notes\.txt/);
+      assert.match(reply, /first look/);
+    });
+
+    test('unsafe and duplicate names are sanitised; the model is told the name used', async () => {
+      const first = h.slack.addFile({ name: '../../x.csv', content: 'a\n1\n', mimetype: 'text/csv' });
+      const { threadTs } = await h.mention('here', { files: [first] });
+      await h.waitForReply(threadTs, /echo: here/);
+      const second = h.slack.addFile({ name: 'x.csv', content: 'a\n2\n', mimetype: 'text/csv' });
+      await h.mention('again', { threadTs, files: [second] });
+      const reply = await h.waitForReply(threadTs, /echo: again/);
+      assert.match(reply, /x \(\d\)\.csv/);
+      const files = (await h.backend.store(h.bot.dataDir).open({ team: TEAM, channel: 'C1', threadTs }).list()).map((file) => file.path);
+      assert.deepEqual(files.filter((path) => path.includes('x')).length, 2);
+      assert.ok(files.every((path) => !path.includes('..') && !path.startsWith('/')));
+    });
+
+    test('an over-size file and a login-page answer are told in the thread; the turn goes on', async () => {
+      const big = h.slack.addFile({ name: 'big.csv', content: Buffer.alloc(2 * 1024 * 1024, 65), mimetype: 'text/csv' });
+      const denied = h.slack.addFile({ name: 'secret.csv', content: 'a,b\n', mimetype: 'text/csv', mode: 'login-page' });
+      const fine = h.slack.addFile({ name: 'fine.csv', content: 'a\n1\n', mimetype: 'text/csv' });
+      const { threadTs } = await h.mention('three files', { files: [big, denied, fine] });
+      await h.waitForReply(threadTs, /big\.csv/);
+      await h.waitForReply(threadTs, /secret\.csv/);
+      await h.waitForReply(threadTs, /echo: three files/);
+      const files = (await h.backend.store(h.bot.dataDir).open({ team: TEAM, channel: 'C1', threadTs }).list()).map((file) => file.path);
+      assert.deepEqual(files, ['fine.csv'], 'nothing half-written is left');
+    });
+
+    test('charts made with savefig and with plt.show() come back into the thread without asking', async () => {
+      const { threadTs } = await h.mention(
+        "run: import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.savefig('saved.png')\nplt.close()\nplt.bar(['a', 'b'], [3, 4])\nplt.show()",
+      );
+      await h.waitForReply(threadTs, /Result:/);
+      const uploads = await h.slack.waitFor(() => (uploadsIn(threadTs).length >= 2 ? uploadsIn(threadTs) : undefined), 20_000);
+      const names = uploads.map((upload) => upload.filename).sort();
+      assert.deepEqual(names, ['figure_1.png', 'saved.png']);
+      for (const upload of uploads) assert.equal(upload.bytes.subarray(1, 4).toString(), 'PNG');
+    });
+
+    test('download shares every file with the right bytes, nothing internal, no symlink out, no other thread', async () => {
+      const other = await h.mention("run: open('other-thread.txt', 'w').write('not yours')");
+      await h.waitForReply(other.threadTs, /Result:/);
+      const file = h.slack.addFile({ name: 'input.csv', content: 'x\n1\n', mimetype: 'text/csv' });
+      const { threadTs } = await h.mention(
+        "run: import os\nos.makedirs('out/deep', exist_ok=True)\nopen('out/deep/result.txt', 'w').write('deep result')\ntry:\n    os.symlink('/etc/passwd', 'passwd-link')\nexcept OSError:\n    pass\nprint('ok')",
+        { files: [file] },
+      );
+      await h.waitForReply(threadTs, /Result: ok/);
+      const before = h.ai.requests.length;
+      await h.mention('ダウンロード', { threadTs });
+      const shared = await h.slack.waitFor(() => {
+        const titles = uploadsIn(threadTs).map((upload) => upload.title);
+        return titles.includes('input.csv') && titles.includes('out/deep/result.txt') ? uploadsIn(threadTs) : undefined;
+      }, 20_000);
+      assert.equal(h.ai.requests.length, before, 'no model call');
+      const byTitle = new Map(shared.map((upload) => [upload.title, upload.bytes.toString()]));
+      assert.equal(byTitle.get('input.csv'), 'x\n1\n');
+      assert.equal(byTitle.get('out/deep/result.txt'), 'deep result');
+      assert.ok(![...byTitle.keys()].some((title) => title.startsWith('.oi') || title.includes('passwd') || title.includes('other-thread')));
+      assert.ok(![...byTitle.values()].some((bytes) => bytes.includes('root:')), 'no host file content');
+
+      const empty = await h.mention('download');
+      await h.waitForReply(empty.threadTs, /no files/i);
     });
   });
 }
