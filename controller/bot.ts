@@ -21,6 +21,8 @@ export interface Mention {
   /** ts of the message itself (the thread is key.threadTs). */
   ts: string;
   files: SlackFileRef[];
+  /** False for a thread reply without a mention (REPLY_WITHOUT_MENTION): such replies never get a refusal line. */
+  explicit?: boolean;
 }
 
 /** The parts of a Slack file object that we use. */
@@ -78,6 +80,7 @@ export class Bot {
     try {
       if (!this.isAllowed(mention)) {
         log.info('mention refused by allowlist', { channel: mention.key.channel });
+        if (mention.explicit === false) return; // a plain reply in a thread: stay quiet
         await reply("Sorry, I'm not enabled for you in this channel. Ask the people who run me to add it to the allowlist.");
         return;
       }

@@ -79,6 +79,13 @@ describe('edit rate, allowlists and replies without a mention (issue 7)', () => 
     assert.ok(!h.ai.requests.some((request) => userTexts(request.body).some((text) => /not for the bot|top level chatter/.test(text))));
     const answered = h.slack.calls.filter((call) => call.args.thread_ts === root || call.args.thread_ts === topLevel.ts);
     assert.deepEqual(answered, [], 'nothing posted there');
+
+    // Someone not on the allowlist chatting in the bot's thread is ignored, without a refusal each time.
+    const postsBefore = h.slack.botMessagesIn('C1', threadTs).length;
+    await postEvent(h.bot.eventsUrl, SIGNING_SECRET, messageEvent({ channel: 'C1', user: 'U9', text: 'just chatting', thread_ts: threadTs }));
+    await settle();
+    assert.equal(h.slack.botMessagesIn('C1', threadTs).length, postsBefore, 'no refusal line for a plain reply');
+    assert.ok(!h.ai.requests.some((request) => userTexts(request.body).includes('just chatting')));
   });
 });
 

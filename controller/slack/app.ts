@@ -82,7 +82,13 @@ export function registerHandlers(
   const { logger } = options;
   const recent = new RecentKeys();
 
-  const accept = (event: MessageLikeEvent, body: { event_id?: string; team_id?: string }, botUserId: string | undefined, teamId: string | undefined) => {
+  const accept = (
+    event: MessageLikeEvent,
+    body: { event_id?: string; team_id?: string },
+    botUserId: string | undefined,
+    teamId: string | undefined,
+    explicit = true,
+  ) => {
     // Messages from bots (ourselves included) never start anything.
     if (event.bot_id !== undefined || event.user === undefined || event.user === botUserId) return undefined;
     if (event.subtype !== undefined && event.subtype !== 'file_share' && event.subtype !== 'thread_broadcast') return undefined;
@@ -95,6 +101,7 @@ export function registerHandlers(
       text: stripBotMention(event.text ?? '', botUserId),
       ts: event.ts,
       files: event.files ?? [],
+      explicit,
     };
     return mention;
   };
@@ -127,7 +134,7 @@ export function registerHandlers(
       files: [],
     };
     if (!(await options.isKnownThread(candidate))) return;
-    const mention = accept(message, body, context.botUserId, context.teamId);
+    const mention = accept(message, body, context.botUserId, context.teamId, false);
     if (mention !== undefined) start(mention);
   });
 
