@@ -1,4 +1,5 @@
 import type { StepResult } from '../sandbox/sandbox.js';
+import { formatBytes } from '../slack/file-names.js';
 import { truncateMiddle } from '../slack/format.js';
 
 /** What the model reads back from one step: output first, then errors, files and notes. */
@@ -21,11 +22,4 @@ export function formatStepForModel(result: StepResult, maxChars: number): string
   for (const note of result.notes) parts.push(`[note] ${note}`);
   const text = parts.length === 0 ? '(the step ran and printed nothing)' : parts.join('\n');
   return truncateMiddle(text, maxChars);
-}
-
-export function formatBytes(size: number): string {
-  if (size < 1024) return `${size} B`;
-  if (size < 1024 * 1024) return `${(size / 1024).toFixed(1)} KB`;
-  if (size < 1024 ** 3) return `${(size / 1024 / 1024).toFixed(1)} MB`;
-  return `${(size / 1024 ** 3).toFixed(2)} GB`;
 }
