@@ -72,6 +72,7 @@ interface MessageLikeEvent {
   channel: string;
   team?: string;
   files?: SlackFileRef[];
+  channel_type?: string;
 }
 
 export function registerHandlers(
@@ -119,10 +120,16 @@ export function registerHandlers(
     if (mention !== undefined) start(mention);
   });
 
-  // Replies in a thread the bot is already in continue the conversation without a mention (setting).
   app.event('message', async ({ event, body, context }) => {
-    if (!options.config.replyWithoutMention) return;
     const message = event as unknown as MessageLikeEvent;
+    // In a direct message everything is addressed to the bot: no mention needed.
+    if (message.channel_type === 'im') {
+      const mention = accept(message, body, context.botUserId, context.teamId);
+      if (mention !== undefined) start(mention);
+      return;
+    }
+    // Replies in a thread the bot is already in continue the conversation without a mention (setting).
+    if (!options.config.replyWithoutMention) return;
     if (message.thread_ts === undefined || message.thread_ts === message.ts) return;
     if (context.botUserId !== undefined && (message.text ?? '').includes(`<@${context.botUserId}`)) return; // app_mention handles it
     if (message.bot_id !== undefined || message.user === undefined || message.user === context.botUserId) return;

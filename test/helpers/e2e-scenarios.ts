@@ -191,6 +191,18 @@ export function endToEndScenarios(name: string, makeBackend: () => Promise<Backe
       assert.equal(h.slack.calls.filter((call) => call.method === 'chat.postMessage').length, h.slack.calls.slice(0, calls).filter((call) => call.method === 'chat.postMessage').length);
     });
 
+    test('a direct message needs no mention; a plain channel message is ignored', async () => {
+      const ts = nextMessageTs();
+      await postEvent(h.bot.eventsUrl, SIGNING_SECRET, messageEvent({ channel: 'D1', user: 'U1', text: 'hello in private', ts, channel_type: 'im' }));
+      await h.waitForReply(ts, /echo: hello in private/, 'D1');
+      const before = h.ai.requests.length;
+      const chatter = nextMessageTs();
+      await postEvent(h.bot.eventsUrl, SIGNING_SECRET, messageEvent({ channel: 'C1', user: 'U1', text: 'just chatting', ts: chatter }));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(h.ai.requests.length, before);
+      assert.deepEqual(h.slack.botMessagesIn('C1', chatter), []);
+    });
+
     test('a mention with no text gets a short help reply and no model call', async () => {
       const before = h.ai.requests.length;
       const { threadTs } = await h.mention('');
