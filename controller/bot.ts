@@ -63,7 +63,7 @@ export const HELP_TEXT = [
 export class Bot {
   readonly queue: TurnQueue;
   private readonly runner: TurnRunner;
-  private readonly running = new Map<string, { controller: AbortController; user: string; thread: string }>();
+  private readonly running = new Map<string, { controller: AbortController; user: string }>();
 
   constructor(private readonly deps: BotDependencies) {
     this.queue = new TurnQueue(deps.config.limits.maxConcurrentTurns);
@@ -93,13 +93,14 @@ export class Bot {
         await reply(":inbox_tray: Got it — I'll get to this after the current turn in this thread.");
       }
       await this.queue.enqueue(thread, async () => {
+        if (command === 'download') return this.runner.download(mention, log);
+        if (command === 'notebook') return this.runner.notebook(mention, log);
+        // Only model turns have a status message with a Stop button.
         const turnId = randomUUID();
         const controller = new AbortController();
-        this.running.set(turnId, { controller, user: mention.user, thread });
+        this.running.set(turnId, { controller, user: mention.user });
         try {
-          if (command === 'download') await this.runner.download(mention, log);
-          else if (command === 'notebook') await this.runner.notebook(mention, log);
-          else await this.runner.run(mention, turnId, controller.signal, log);
+          await this.runner.run(mention, turnId, controller.signal, log);
         } finally {
           this.running.delete(turnId);
         }

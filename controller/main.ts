@@ -57,7 +57,7 @@ async function main(): Promise<void> {
   registerHandlers(app, bot, {
     config,
     logger,
-    isKnownThread: async (mention) => (await store.open(mention.key).readState(HISTORY_STATE)) !== undefined,
+    isKnownThread: async (key) => (await store.open(key).readState(HISTORY_STATE)) !== undefined,
   });
 
   let healthServer: Server | undefined;

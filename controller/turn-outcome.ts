@@ -82,10 +82,14 @@ function describeModelError(error: unknown): string {
   return 'The model service failed.';
 }
 
-export function describeThreadCap(config: Config, used: Usage): string {
+/** The thread cap this thread has already used up, named as its setting; undefined while within them. */
+export function threadCapReached(config: Config, used: Usage): string | undefined {
   const { threadMaxTokens, threadMaxSandboxSec } = config.budgets;
   if (threadMaxTokens !== undefined && used.totalTokens >= threadMaxTokens) return `THREAD_MAX_TOKENS=${threadMaxTokens} model tokens`;
-  return `THREAD_MAX_SANDBOX_SEC=${threadMaxSandboxSec} seconds of sandbox time`;
+  if (threadMaxSandboxSec !== undefined && used.sandboxMs >= threadMaxSandboxSec * 1000) {
+    return `THREAD_MAX_SANDBOX_SEC=${threadMaxSandboxSec} seconds of sandbox time`;
+  }
+  return undefined;
 }
 
 /** Which cap ended the turn, named as its setting: the turn's, the thread's (what it used before counts), or both. */

@@ -12,7 +12,7 @@ import { StatusMessage } from './slack/status.js';
 import { formatDuration } from './slack/status-render.js';
 import { previewUploads } from './slack/upload-preview.js';
 import { isInternalPath, type Workspace } from './workspace/workspace.js';
-import { describeOutcome, describeThreadCap, type Usage } from './turn-outcome.js';
+import { describeOutcome, threadCapReached, type Usage } from './turn-outcome.js';
 
 /** What a turn has done so far, so the catch-all knows what is left to save. */
 interface TurnProgress {
@@ -82,12 +82,10 @@ export class TurnRunner {
     const [history, usageState] = await Promise.all([loadHistory(workspace), workspace.readState<Usage>(USAGE_STATE)]);
     const used = usageState?.value ?? { totalTokens: 0, sandboxMs: 0 };
     const { budgets, limits } = config;
-    const capExhausted =
-      (budgets.threadMaxTokens !== undefined && used.totalTokens >= budgets.threadMaxTokens) ||
-      (budgets.threadMaxSandboxSec !== undefined && used.sandboxMs >= budgets.threadMaxSandboxSec * 1000);
-    if (capExhausted) {
+    const capReached = threadCapReached(config, used);
+    if (capReached !== undefined) {
       this.track(status.finish(':no_entry: This thread has used its budget.'), log);
-      await postLongText(client, channel, threadTs, ':no_entry: This thread has reached its budget (' + describeThreadCap(config, used) + '). Start a new thread to continue.');
+      await postLongText(client, channel, threadTs, `:no_entry: This thread has reached its budget (${capReached}). Start a new thread to continue.`);
       await appendHistory(workspace, [userMessage, { role: 'assistant', content: '(Not answered: the thread budget was reached.)' }]);
       progress.historySaved = true;
       return;

@@ -1,10 +1,11 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import { App, LogLevel, type Logger as BoltLogger } from '@slack/bolt';
 import type { Bot, Mention, SlackFileRef } from '../bot.js';
 import { stripBotMention } from '../commands.js';
 import type { Config } from '../config.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { ThreadKey } from '../threads/thread-key.js';
 import { STOP_ACTION_ID } from './status.js';
 
 /**
@@ -29,10 +30,7 @@ export function createSlackApp(config: Config, logger: Logger): App {
       {
         path: '/healthz',
         method: ['GET'],
-        handler: (_request, response) => {
-          response.writeHead(200, { 'content-type': 'application/json' });
-          response.end(JSON.stringify({ ok: true }));
-        },
+        handler: (_request, response) => answerHealthy(response),
       },
     ],
   });
@@ -78,7 +76,7 @@ interface MessageLikeEvent {
 export function registerHandlers(
   app: App,
   bot: Bot,
-  options: { config: Config; logger: Logger; isKnownThread: (mention: Mention) => Promise<boolean> },
+  options: { config: Config; logger: Logger; isKnownThread: (key: ThreadKey) => Promise<boolean> },
 ): void {
   const { logger } = options;
   const recent = new RecentKeys();
@@ -132,17 +130,8 @@ export function registerHandlers(
     if (!options.config.replyWithoutMention) return;
     if (message.thread_ts === undefined || message.thread_ts === message.ts) return;
     if (context.botUserId !== undefined && (message.text ?? '').includes(`<@${context.botUserId}`)) return; // app_mention handles it
-    if (message.bot_id !== undefined || message.user === undefined || message.user === context.botUserId) return;
-    const candidate: Mention = {
-      key: { team: body.team_id ?? message.team ?? context.teamId ?? 'T0', channel: message.channel, threadTs: message.thread_ts },
-      user: message.user,
-      text: '',
-      ts: message.ts,
-      files: [],
-    };
-    if (!(await options.isKnownThread(candidate))) return;
     const mention = accept(message, body, context.botUserId, context.teamId, false);
-    if (mention !== undefined) start(mention);
+    if (mention !== undefined && (await options.isKnownThread(mention.key))) start(mention);
   });
 
   app.action(STOP_ACTION_ID, async ({ ack, body, action, client }) => {
@@ -170,12 +159,16 @@ export function registerHandlers(
   });
 }
 
+function answerHealthy(response: ServerResponse): void {
+  response.writeHead(200, { 'content-type': 'application/json' });
+  response.end(JSON.stringify({ ok: true }));
+}
+
 /** Socket Mode has no HTTP server of its own; Cloud Run and operators still want /healthz. */
 export function startHealthServer(port: number): Promise<Server> {
   const server = createServer((request, response) => {
     if (request.method === 'GET' && request.url === '/healthz') {
-      response.writeHead(200, { 'content-type': 'application/json' });
-      response.end(JSON.stringify({ ok: true }));
+      answerHealthy(response);
     } else {
       response.writeHead(404).end();
     }
