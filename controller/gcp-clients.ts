@@ -28,6 +28,14 @@ export interface GcpClients {
   sandbox: CloudRunSandbox;
 }
 
+/**
+ * The Storage client: Application Default Credentials in production; a custom endpoint (emulator,
+ * tests) is used without credentials. Shared by the bot and the retention command.
+ */
+export function createStorage(apiEndpoint: string | undefined, projectId?: string): Storage {
+  return new Storage({ ...(apiEndpoint === undefined ? {} : { apiEndpoint }), ...(projectId === undefined ? {} : { projectId }) });
+}
+
 export function createGcpClients(config: Config, logger: Logger): GcpClients {
   if (config.storage.backend !== 'gcs' || config.sandbox.backend !== 'cloudrun') {
     throw new ConfigError('Configuration error: STORAGE_BACKEND=gcs and SANDBOX_BACKEND=cloudrun go together');
@@ -35,10 +43,7 @@ export function createGcpClients(config: Config, logger: Logger): GcpClients {
   const { bucket } = config.storage;
   const { project, region, job, apiEndpoint: runEndpoint } = config.sandbox;
 
-  const storage =
-    config.storage.apiEndpoint === undefined
-      ? new Storage({ projectId: project })
-      : new Storage({ apiEndpoint: config.storage.apiEndpoint, projectId: project });
+  const storage = createStorage(config.storage.apiEndpoint, project);
 
   let runOptions: ConstructorParameters<typeof v2.JobsClient>[0] = { projectId: project };
   if (runEndpoint !== undefined) {
@@ -79,10 +84,6 @@ export function createGcpClients(config: Config, logger: Logger): GcpClients {
 }
 
 /** What main.ts needs (the workspace store and the sandbox); same as createGcpClients. */
-export function createGcpBackends(config: Config, logger: Logger): GcpClients {
-  return createGcpClients(config, logger);
-}
-
 /**
  * The token source behind the downscoped tokens. STS gives a downscoped token the remaining life of
  * its source token, and the metadata server may hand out a token with only minutes left; so the

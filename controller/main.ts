@@ -107,8 +107,8 @@ async function createBackends(config: Config, logger: Logger): Promise<{ store: 
     return { store, sandbox };
   }
   // Loaded only when used: the local mode never pays for the Google Cloud client libraries.
-  const { createGcpBackends } = await import('./gcp-clients.js');
-  return createGcpBackends(config, logger);
+  const { createGcpClients } = await import('./gcp-clients.js');
+  return createGcpClients(config, logger);
 }
 
 main().catch((error: unknown) => {

@@ -1,6 +1,6 @@
-import { Storage } from '@google-cloud/storage';
 import { loadStorageConfig, type Config } from './config.js';
 import { ConfigError, describeError } from './errors.js';
+import { createStorage } from './gcp-clients.js';
 import { createLogger, type Logger } from './logger.js';
 import {
   RETENTION_USAGE,
@@ -36,9 +36,7 @@ async function main(): Promise<void> {
 
 function createStore(storage: Config['storage'], logger: Logger): WorkspaceStore {
   if (storage.backend === 'local') return new LocalWorkspaceStore(storage.dataDir);
-  // Application Default Credentials in production; a custom endpoint (emulator, tests) needs none.
-  const client = new Storage(storage.apiEndpoint === undefined ? {} : { apiEndpoint: storage.apiEndpoint });
-  return new GcsWorkspaceStore({ storage: client, bucket: storage.bucket, logger });
+  return new GcsWorkspaceStore({ storage: createStorage(storage.apiEndpoint), bucket: storage.bucket, logger });
 }
 
 main().catch((error: unknown) => {
