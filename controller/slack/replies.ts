@@ -15,29 +15,25 @@ export async function postLongText(
   channel: string,
   threadTs: string,
   text: string,
-  options: { fullMarkdown?: string; fileName?: string } = {},
-): Promise<string[]> {
-  const timestamps: string[] = [];
+  options: { fullMarkdown?: string } = {},
+): Promise<void> {
   if (text.length > ATTACH_ABOVE_CHARS) {
     const head = splitForSlack(text, PART_CHARS)[0] ?? '';
-    const response = await client.chat.postMessage({
+    await client.chat.postMessage({
       channel,
       thread_ts: threadTs,
       text: `${head}\n\n_The answer is long: the whole text is attached as a file._`,
     });
-    if (response.ts !== undefined) timestamps.push(response.ts);
     await client.files.uploadV2({
       channel_id: channel,
       thread_ts: threadTs,
-      filename: options.fileName ?? 'answer.md',
-      title: options.fileName ?? 'answer.md',
+      filename: 'answer.md',
+      title: 'answer.md',
       file: Buffer.from(options.fullMarkdown ?? text, 'utf8'),
     });
-    return timestamps;
+    return;
   }
   for (const part of splitForSlack(text, PART_CHARS)) {
-    const response = await client.chat.postMessage({ channel, thread_ts: threadTs, text: part, unfurl_links: false });
-    if (response.ts !== undefined) timestamps.push(response.ts);
+    await client.chat.postMessage({ channel, thread_ts: threadTs, text: part, unfurl_links: false });
   }
-  return timestamps;
 }

@@ -32,10 +32,6 @@ export class StatusMessage {
     private readonly logger: Logger,
   ) {}
 
-  get messageTs(): string | undefined {
-    return this.ts;
-  }
-
   async start(): Promise<void> {
     const response = await this.client.chat.postMessage({
       channel: this.channel,
