@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { constants, createWriteStream } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, realpath, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
@@ -127,12 +128,16 @@ export class LocalWorkspace implements Workspace {
     const relative = safeRelativePath(path);
     const full = await this.resolveInside(relative, true);
     const temporary = join(dirname(full), `.partial-${randomUUID()}`);
+    const sink = createWriteStream(temporary, { flags: 'wx', mode: 0o666 });
     try {
       const source = typeof data === 'string' || Buffer.isBuffer(data) ? Readable.from([data]) : data;
-      await pipeline(source, createWriteStream(temporary, { flags: 'wx', mode: 0o666 }));
+      await pipeline(source, sink);
       await this.checkNotSymlink(full);
       await rename(temporary, full);
     } catch (error) {
+      // A source can fail before the sink has even opened its file; pipeline does not wait for
+      // that open, so wait for the sink to close first, or the file would appear after the unlink.
+      if (!sink.closed) await once(sink, 'close').catch(() => {});
       await unlink(temporary).catch(() => {});
       throw error;
     }

@@ -40,6 +40,22 @@ export function workspaceContract(name: string, makeStore: () => Promise<Workspa
     assert.ok(!(await workspace.list()).some((entry) => entry.path.includes('broken')));
   });
 
+  test(`${name}: a write whose source fails at once leaves nothing behind, even later`, async () => {
+    const workspace = (await makeStore()).open(threadX);
+    // The source fails before the destination can even have been opened (a refused download):
+    // nothing may appear afterwards either.
+    async function* refused(): AsyncGenerator<Buffer> {
+      await Promise.resolve();
+      throw new Error('refused at once');
+    }
+    for (let attempt = 0; attempt < 1000; attempt++) {
+      await assert.rejects(workspace.write(`early-${attempt}.bin`, Readable.from(refused())), /refused at once/);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(await workspace.list({ includeInternal: true }), []);
+    assert.deepEqual(await workspace.list(), []);
+  });
+
   test(`${name}: threads with the same file name (and prefix-like ids) never collide`, async () => {
     const store = await makeStore();
     await store.open(threadX).write('data.csv', 'from X');
