@@ -11,7 +11,10 @@ const emptyToUndefined = (value: unknown) => (typeof value === 'string' && value
 
 const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
 const requiredString = (hint: string) =>
-  z.preprocess(emptyToUndefined, z.string({ required_error: `is required: ${hint}` }));
+  z.preprocess(
+    emptyToUndefined,
+    z.string({ error: (issue) => (issue.input === undefined ? `is required: ${hint}` : 'must be text') }),
+  );
 const integer = (defaultValue: number, min: number, max: number) =>
   z.preprocess(emptyToUndefined, z.coerce.number().int().min(min).max(max).default(defaultValue));
 const optionalInteger = (min: number) => z.preprocess(emptyToUndefined, z.coerce.number().int().min(min).optional());
@@ -19,9 +22,7 @@ const boolean = (defaultValue: boolean) =>
   z.preprocess(
     emptyToUndefined,
     z
-      .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'], {
-        errorMap: () => ({ message: 'must be true or false' }),
-      })
+      .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'], { error: 'must be true or false' })
       .default(defaultValue ? 'true' : 'false')
       .transform((value) => ['true', '1', 'yes', 'on'].includes(value)),
   );
@@ -34,7 +35,11 @@ const idList = z.preprocess(
       value === undefined ? [] : value.split(/[\s,]+/).map((item) => item.trim()).filter((item) => item !== ''),
     ),
 );
-const url = z.preprocess(emptyToUndefined, z.string().url('must be a URL such as http://127.0.0.1:4000/api/').optional());
+/** An http(s) URL: `localhost:4001` (no scheme) parses as a URL with the scheme `localhost:`, so the scheme is checked. */
+const url = z.preprocess(
+  emptyToUndefined,
+  z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL such as http://127.0.0.1:4000/api/' }).optional(),
+);
 
 export const envSchema = z.object({
   SLACK_BOT_TOKEN: requiredString('the bot token (xoxb-...) from your Slack app'),
@@ -142,20 +147,55 @@ export function stepLimits(config: Config): { memoryMb: number; cpuSec: number; 
   return { memoryMb, cpuSec, maxProcesses, maxFileMb };
 }
 
-function fail(variable: string, message: string): never {
-  throw new ConfigError(`Configuration error: ${variable} ${message}`);
+/** One line per problem, each naming its variable: a newcomer fixes them all in one go. */
+function throwProblems(problems: string[]): void {
+  if (problems.length > 0) throw new ConfigError(problems.map((problem) => `Configuration error: ${problem}`).join('\n'));
 }
 
-function failOnFirstIssue(error: z.ZodError): never {
-  const issue = error.issues[0]!;
-  fail(String(issue.path[0] ?? 'environment'), issue.message.startsWith('is required') ? issue.message : `is invalid: ${issue.message}`);
+function describeIssues(error: z.ZodError): string[] {
+  return error.issues.map((issue) => {
+    const variable = String(issue.path[0] ?? 'environment');
+    return issue.message.startsWith('is required') ? `${variable} ${issue.message}` : `${variable} is invalid: ${issue.message}`;
+  });
+}
+
+/** Raw text of a variable as the schema sees it (blank = unset). */
+function raw(env: Record<string, string | undefined>, name: keyof Env): string | undefined {
+  const value = env[name]?.trim();
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/** Checks that involve several variables; run on the raw values so they are reported beside the schema's. */
+function storageProblems(env: Record<string, string | undefined>): string[] {
+  if (raw(env, 'STORAGE_BACKEND') === 'gcs' && raw(env, 'GCS_BUCKET') === undefined) return ['GCS_BUCKET is required when STORAGE_BACKEND=gcs'];
+  return [];
+}
+
+function crossFieldProblems(env: Record<string, string | undefined>): string[] {
+  const problems = storageProblems(env);
+  const botToken = raw(env, 'SLACK_BOT_TOKEN');
+  const appToken = raw(env, 'SLACK_APP_TOKEN');
+  if (botToken !== undefined && !botToken.startsWith('xoxb-')) {
+    problems.push('SLACK_BOT_TOKEN must be a bot token starting with xoxb- (OAuth & Permissions → Bot User OAuth Token)');
+  }
+  if (appToken === undefined && raw(env, 'SLACK_SIGNING_SECRET') === undefined) {
+    problems.push('SLACK_SIGNING_SECRET is required in HTTP mode (or set SLACK_APP_TOKEN to use Socket Mode)');
+  }
+  if (appToken !== undefined && !appToken.startsWith('xapp-')) problems.push('SLACK_APP_TOKEN must be an app-level token starting with xapp-');
+  const storage = raw(env, 'STORAGE_BACKEND') ?? 'local';
+  if (raw(env, 'SANDBOX_BACKEND') === 'cloudrun') {
+    if (storage !== 'gcs') problems.push('SANDBOX_BACKEND is cloudrun, which needs STORAGE_BACKEND=gcs (the job reads the thread from GCS)');
+    for (const name of ['GCP_PROJECT', 'GCP_REGION', 'SANDBOX_JOB'] as const) {
+      if (raw(env, name) === undefined) problems.push(`${name} is required when SANDBOX_BACKEND=cloudrun`);
+    }
+  } else if (storage === 'gcs') {
+    problems.push('SANDBOX_BACKEND is local, which needs STORAGE_BACKEND=local (use SANDBOX_BACKEND=cloudrun with gcs)');
+  }
+  return problems;
 }
 
 function storageFromEnv(e: Pick<Env, 'STORAGE_BACKEND' | 'DATA_DIR' | 'GCS_BUCKET' | 'GCS_API_ENDPOINT'>): Config['storage'] {
-  if (e.STORAGE_BACKEND === 'gcs') {
-    if (e.GCS_BUCKET === undefined) fail('GCS_BUCKET', 'is required when STORAGE_BACKEND=gcs');
-    return { backend: 'gcs', bucket: e.GCS_BUCKET, apiEndpoint: e.GCS_API_ENDPOINT };
-  }
+  if (e.STORAGE_BACKEND === 'gcs') return { backend: 'gcs', bucket: e.GCS_BUCKET!, apiEndpoint: e.GCS_API_ENDPOINT };
   return { backend: 'local', dataDir: e.DATA_DIR };
 }
 
@@ -176,41 +216,20 @@ export function loadStorageConfig(
   env: Record<string, string | undefined>,
 ): Pick<Config, 'storage' | 'retentionDays' | 'logLevel'> {
   const parsed = storageEnvSchema.safeParse(env);
-  if (!parsed.success) failOnFirstIssue(parsed.error);
-  const e = parsed.data;
+  throwProblems([...(parsed.success ? [] : describeIssues(parsed.error)), ...storageProblems(env)]);
+  const e = parsed.data!;
   return { storage: storageFromEnv(e), retentionDays: e.RETENTION_DAYS, logLevel: e.LOG_LEVEL };
 }
 
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const parsed = envSchema.safeParse(env);
-  if (!parsed.success) failOnFirstIssue(parsed.error);
-  const e = parsed.data;
-  if (e.SLACK_APP_TOKEN === undefined && e.SLACK_SIGNING_SECRET === undefined) {
-    fail('SLACK_SIGNING_SECRET', 'is required in HTTP mode (or set SLACK_APP_TOKEN to use Socket Mode)');
-  }
-  if (e.SLACK_APP_TOKEN !== undefined && !e.SLACK_APP_TOKEN.startsWith('xapp-')) {
-    fail('SLACK_APP_TOKEN', 'must be an app-level token starting with xapp-');
-  }
-
+  throwProblems([...(parsed.success ? [] : describeIssues(parsed.error)), ...crossFieldProblems(env)]);
+  const e = parsed.data!;
   const storage = storageFromEnv(e);
-
-  let sandbox: Config['sandbox'];
-  if (e.SANDBOX_BACKEND === 'cloudrun') {
-    if (storage.backend !== 'gcs') fail('SANDBOX_BACKEND', 'is cloudrun, which needs STORAGE_BACKEND=gcs (the job reads the thread from GCS)');
-    if (e.GCP_PROJECT === undefined) fail('GCP_PROJECT', 'is required when SANDBOX_BACKEND=cloudrun');
-    if (e.GCP_REGION === undefined) fail('GCP_REGION', 'is required when SANDBOX_BACKEND=cloudrun');
-    if (e.SANDBOX_JOB === undefined) fail('SANDBOX_JOB', 'is required when SANDBOX_BACKEND=cloudrun');
-    sandbox = {
-      backend: 'cloudrun',
-      project: e.GCP_PROJECT,
-      region: e.GCP_REGION,
-      job: e.SANDBOX_JOB,
-      apiEndpoint: e.CLOUD_RUN_API_ENDPOINT,
-    };
-  } else {
-    if (storage.backend !== 'local') fail('SANDBOX_BACKEND', 'is local, which needs STORAGE_BACKEND=local (use SANDBOX_BACKEND=cloudrun with gcs)');
-    sandbox = { backend: 'local', python: e.SANDBOX_PYTHON, network: e.SANDBOX_NETWORK, isolation: e.SANDBOX_ISOLATION };
-  }
+  const sandbox: Config['sandbox'] =
+    e.SANDBOX_BACKEND === 'cloudrun'
+      ? { backend: 'cloudrun', project: e.GCP_PROJECT!, region: e.GCP_REGION!, job: e.SANDBOX_JOB!, apiEndpoint: e.CLOUD_RUN_API_ENDPOINT }
+      : { backend: 'local', python: e.SANDBOX_PYTHON, network: e.SANDBOX_NETWORK, isolation: e.SANDBOX_ISOLATION };
 
   return {
     slack: {

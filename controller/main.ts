@@ -1,4 +1,3 @@
-import type { Server } from 'node:http';
 import OpenAI from 'openai';
 import { Bot } from './bot.js';
 import { loadConfig, stepLimits, type Config } from './config.js';
@@ -6,7 +5,7 @@ import { ConfigError, describeError } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
 import { preinstalledLibraries } from './agent/requirements.js';
 import { buildSystemPrompt } from './agent/system-prompt.js';
-import { createSlackApp, registerHandlers, startHealthServer } from './slack/app.js';
+import { createSlackApp, HealthState, registerHandlers } from './slack/app.js';
 import type { Sandbox } from './sandbox/sandbox.js';
 import { LocalSandbox } from './sandbox/local-sandbox.js';
 import { LocalWorkspaceStore } from './workspace/local-workspace.js';
@@ -37,7 +36,9 @@ async function main(): Promise<void> {
     maxRetries: 3,
     timeout: 180_000,
   });
-  const app = createSlackApp(config, logger);
+  const health = new HealthState();
+  const slack = createSlackApp(config, logger, health);
+  const { app } = slack;
   const network = config.sandbox.backend === 'local' ? config.sandbox.network : true;
   const bot = new Bot({
     config,
@@ -60,13 +61,8 @@ async function main(): Promise<void> {
     isKnownThread: async (key) => (await store.open(key).readState(HISTORY_STATE)) !== undefined,
   });
 
-  let healthServer: Server | undefined;
-  if (config.slack.appToken !== undefined) {
-    await app.start();
-    healthServer = await startHealthServer(config.slack.port);
-  } else {
-    await app.start(config.slack.port);
-  }
+  await slack.start();
+  health.ready = true;
   logger.info('bot started', {
     mode: config.slack.appToken === undefined ? 'http' : 'socket',
     port: config.slack.port,
@@ -80,12 +76,12 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info('shutting down', { signal });
+    health.ready = false;
     // Let running turns finish for a while (Cloud Run allows 10 s after SIGTERM), then stop them cleanly.
     const deadline = setTimeout(() => bot.stopAll(), 8_000);
     await Promise.race([bot.drain(), new Promise((resolve) => setTimeout(resolve, 9_000))]);
     clearTimeout(deadline);
-    await app.stop().catch(() => {});
-    healthServer?.close();
+    await slack.stop().catch(() => {});
     await sandbox.close?.();
     process.exit(0);
   };

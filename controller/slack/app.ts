@@ -1,5 +1,6 @@
-import { createServer, type Server, type ServerResponse } from 'node:http';
-import { App, LogLevel, type Logger as BoltLogger } from '@slack/bolt';
+import type { Server } from 'node:http';
+import { App, ExpressReceiver, LogLevel, type Logger as BoltLogger } from '@slack/bolt';
+import express, { type Request, type Response, type Router } from 'express';
 import type { Bot, Mention, SlackFileRef } from '../bot.js';
 import { stripBotMention } from '../commands.js';
 import type { Config } from '../config.js';
@@ -13,27 +14,92 @@ import { STOP_ACTION_ID } from './status.js';
  * into bot.stop(). Events are acknowledged by Bolt before any listener work; the listener starts
  * the turn and returns at once.
  */
-export function createSlackApp(config: Config, logger: Logger): App {
+/**
+ * Liveness and readiness as operators and Cloud Run see them. `/health` is the route to use on Cloud Run
+ * (it intercepts paths ending in "z"); `/healthz` stays for local use. `/ready` answers 503 before the
+ * bot has started and while it drains at shutdown.
+ */
+export class HealthState {
+  ready = false;
+}
+
+export function healthRouter(state: HealthState): Router {
+  const router = express.Router();
+  const healthy = (_request: Request, response: Response) => {
+    response.json({ ok: true });
+  };
+  router.get('/health', healthy);
+  router.get('/healthz', healthy);
+  router.get('/ready', (_request, response) => {
+    response.status(state.ready ? 200 : 503).json({ ready: state.ready });
+  });
+  return router;
+}
+
+/** The Bolt app and the HTTP server around it (express in both modes). */
+export interface SlackApp {
+  app: App;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * HTTP mode: Bolt's ExpressReceiver serves `POST /slack/events` (signature checked) on an express app that also
+ * serves the health routes. Socket Mode: Bolt talks to Slack over a WebSocket and a small express app serves only
+ * the health routes on PORT (Cloud Run and operators still probe it).
+ */
+export function createSlackApp(config: Config, logger: Logger, health: HealthState): SlackApp {
   const common = {
     token: config.slack.botToken,
     logger: boltLogger(logger),
     logLevel: LogLevel.WARN,
     clientOptions: config.slack.apiUrl === undefined ? {} : { slackApiUrl: config.slack.apiUrl },
   };
+  const web = express();
+  web.disable('x-powered-by');
+  web.use(healthRouter(health));
+  const port = config.slack.port;
   if (config.slack.appToken !== undefined) {
-    return new App({ ...common, appToken: config.slack.appToken, socketMode: true });
-  }
-  return new App({
-    ...common,
-    signingSecret: config.slack.signingSecret!,
-    customRoutes: [
-      {
-        path: '/healthz',
-        method: ['GET'],
-        handler: (_request, response) => answerHealthy(response),
+    const app = new App({ ...common, appToken: config.slack.appToken, socketMode: true });
+    let server: Server | undefined;
+    return {
+      app,
+      start: async () => {
+        await app.start();
+        server = await listen(web, port);
       },
-    ],
+      stop: async () => {
+        await app.stop();
+        await closeServer(server);
+      },
+    };
+  }
+  const receiver = new ExpressReceiver({
+    signingSecret: config.slack.signingSecret!,
+    app: web,
+    endpoints: '/slack/events',
+    logger: common.logger,
   });
+  const app = new App({ ...common, receiver });
+  return {
+    app,
+    start: async () => {
+      await app.start(port);
+    },
+    stop: async () => {
+      await app.stop();
+    },
+  };
+}
+
+function listen(web: express.Express, port: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = web.listen(port, (error?: Error) => (error === undefined ? resolve(server) : reject(error)));
+  });
+}
+
+function closeServer(server: Server | undefined): Promise<void> {
+  return new Promise((resolve) => (server === undefined ? resolve() : server.close(() => resolve())));
 }
 
 /** Remembers recently seen keys so a retried or duplicated delivery starts no second turn. */
@@ -157,23 +223,6 @@ export function registerHandlers(
   app.error(async (error) => {
     logger.error('slack app error', { error: describeError(error) });
   });
-}
-
-function answerHealthy(response: ServerResponse): void {
-  response.writeHead(200, { 'content-type': 'application/json' });
-  response.end(JSON.stringify({ ok: true }));
-}
-
-/** Socket Mode has no HTTP server of its own; Cloud Run and operators still want /healthz. */
-export function startHealthServer(port: number): Promise<Server> {
-  const server = createServer((request, response) => {
-    if (request.method === 'GET' && request.url === '/healthz') {
-      answerHealthy(response);
-    } else {
-      response.writeHead(404).end();
-    }
-  });
-  return new Promise((resolve) => server.listen(port, () => resolve(server)));
 }
 
 function boltLogger(logger: Logger): BoltLogger {

@@ -2,7 +2,7 @@
  * Slack text formatting: Markdown from the model to Slack mrkdwn, long texts split into postable parts, and
  * middle truncation for tool output and status previews.
  */
-import slackifyMarkdown from 'slackify-markdown';
+import { slackifyMarkdown } from 'slackify-markdown';
 
 const FENCE = '```';
 

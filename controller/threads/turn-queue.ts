@@ -42,7 +42,6 @@ export class TurnQueue {
             current.running = false;
           }
         }),
-      { throwOnTimeout: true },
     ) as Promise<T>;
     void result
       .catch(() => {})
