@@ -1,5 +1,4 @@
-import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, expect, it } from 'vitest';
 import type { CredentialAccessBoundary } from 'google-auth-library';
 import { threadAccessBoundary } from '../controller/sandbox/downscoped-token.js';
 
@@ -49,7 +48,7 @@ const object = (name: string) => `${bucketResource}/objects/${name}`;
 
 describe('threadAccessBoundary', () => {
   it('is exactly two rules: objects and listing under the prefix, and bucket metadata', () => {
-    assert.deepEqual(threadAccessBoundary(BUCKET, PREFIX), {
+    expect(threadAccessBoundary(BUCKET, PREFIX)).toStrictEqual({
       accessBoundary: {
         accessBoundaryRules: [
           {
@@ -74,12 +73,12 @@ describe('threadAccessBoundary', () => {
   it('reaches the thread’s own objects and listing, and the bucket metadata', () => {
     const boundary = threadAccessBoundary(BUCKET, PREFIX);
     for (const permission of ['storage.objects.get', 'storage.objects.create', 'storage.objects.delete']) {
-      assert.ok(allowed(boundary, { permission, resource: object('workspaces/T1/C1/1.2/data.csv') }), permission);
-      assert.ok(allowed(boundary, { permission, resource: object('workspaces/T1/C1/1.2/.oi/steps/s/result.json') }), permission);
+      expect(allowed(boundary, { permission, resource: object('workspaces/T1/C1/1.2/data.csv') }), permission).toBeTruthy();
+      expect(allowed(boundary, { permission, resource: object('workspaces/T1/C1/1.2/.oi/steps/s/result.json') }), permission).toBeTruthy();
     }
-    assert.ok(allowed(boundary, { permission: 'storage.objects.list', resource: bucketResource, listPrefix: 'workspaces/T1/C1/1.2/' }));
-    assert.ok(allowed(boundary, { permission: 'storage.objects.list', resource: bucketResource, listPrefix: 'workspaces/T1/C1/1.2/charts/' }));
-    assert.ok(allowed(boundary, { permission: 'storage.buckets.get', resource: bucketResource }));
+    expect(allowed(boundary, { permission: 'storage.objects.list', resource: bucketResource, listPrefix: 'workspaces/T1/C1/1.2/' })).toBeTruthy();
+    expect(allowed(boundary, { permission: 'storage.objects.list', resource: bucketResource, listPrefix: 'workspaces/T1/C1/1.2/charts/' })).toBeTruthy();
+    expect(allowed(boundary, { permission: 'storage.buckets.get', resource: bucketResource })).toBeTruthy();
   });
 
   it('does not reach thread 1.23 from thread 1.2 (the trailing slash), nor history, nor other buckets', () => {
@@ -99,17 +98,17 @@ describe('threadAccessBoundary', () => {
       { permission: 'storage.buckets.setIamPolicy', resource: bucketResource },
       { permission: 'storage.objects.setIamPolicy', resource: object('workspaces/T1/C1/1.2/data.csv') },
     ];
-    for (const request of denied) assert.equal(allowed(boundary, request), false, JSON.stringify(request));
+    for (const request of denied) expect(allowed(boundary, request), JSON.stringify(request)).toBe(false);
     // And the other way round: 1.23's token does not reach 1.2.
     const longer = threadAccessBoundary(BUCKET, 'workspaces/T1/C1/1.23/');
-    assert.equal(allowed(longer, { permission: 'storage.objects.get', resource: object('workspaces/T1/C1/1.2/data.csv') }), false);
-    assert.equal(allowed(longer, { permission: 'storage.objects.get', resource: object('workspaces/T1/C1/1.23/data.csv') }), true);
+    expect(allowed(longer, { permission: 'storage.objects.get', resource: object('workspaces/T1/C1/1.2/data.csv') })).toBe(false);
+    expect(allowed(longer, { permission: 'storage.objects.get', resource: object('workspaces/T1/C1/1.23/data.csv') })).toBe(true);
   });
 
   it('refuses prefixes that could widen or break the expression', () => {
     for (const prefix of ['workspaces/T1/C1/1.2', '', '/', 'workspaces/../threads/', "workspaces/x') || true || ('/", 'a b/', 'workspaces//x/']) {
-      assert.throws(() => threadAccessBoundary(BUCKET, prefix), /not a thread prefix/, prefix);
+      expect(() => threadAccessBoundary(BUCKET, prefix), prefix).toThrow(/not a thread prefix/);
     }
-    assert.throws(() => threadAccessBoundary("b') || true || ('", PREFIX), /not a bucket name/);
+    expect(() => threadAccessBoundary("b') || true || ('", PREFIX)).toThrow(/not a bucket name/);
   });
 });

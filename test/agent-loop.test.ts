@@ -1,5 +1,4 @@
-import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import OpenAI from 'openai';
 import { runTurn, type TurnInput, type TurnLimits } from '../controller/agent/agent-loop.js';
 import { toModelMessages, estimateTokens, type HistoryMessage } from '../controller/agent/history.js';
@@ -26,11 +25,11 @@ const limits: TurnLimits = { maxSteps: 3, stepTimeoutSec: 10, contextTokenBudget
 describe('agent loop', () => {
   let ai: FakeOpenAI;
   let openai: OpenAI;
-  before(async () => {
+  beforeAll(async () => {
     ai = await new FakeOpenAI({ apiKey: 'sk-loop' }).start();
     openai = new OpenAI({ apiKey: 'sk-loop', baseURL: ai.baseUrl, maxRetries: 0 });
   });
-  after(async () => ai.close());
+  afterAll(async () => ai.close());
 
   const input = (sandbox: Sandbox, overrides: Partial<TurnInput> = {}): TurnInput => ({
     openai,
@@ -50,17 +49,17 @@ describe('agent loop', () => {
     const sandbox = new RecordingSandbox(() => ({ stdout: '42\n' }));
     const events: string[] = [];
     const outcome = await runTurn(input(sandbox, { onEvent: (event) => events.push(event.type) }));
-    assert.equal(outcome.stopReason, 'answered');
-    assert.equal(outcome.answer, 'It is **42**.');
-    assert.equal(outcome.steps, 1);
-    assert.equal(outcome.usage.totalTokens, 50);
-    assert.deepEqual(sandbox.requests, [{ language: 'python', code: 'print(6 * 7)', timeoutSec: 10 }]);
-    assert.deepEqual(outcome.messages.map((message) => message.role), ['user', 'assistant', 'tool', 'assistant']);
-    assert.deepEqual(events, ['model_call', 'step_started', 'step_finished', 'model_call']);
+    expect(outcome.stopReason).toBe('answered');
+    expect(outcome.answer).toBe('It is **42**.');
+    expect(outcome.steps).toBe(1);
+    expect(outcome.usage.totalTokens).toBe(50);
+    expect(sandbox.requests).toStrictEqual([{ language: 'python', code: 'print(6 * 7)', timeoutSec: 10 }]);
+    expect(outcome.messages.map((message) => message.role)).toStrictEqual(['user', 'assistant', 'tool', 'assistant']);
+    expect(events).toStrictEqual(['model_call', 'step_started', 'step_finished', 'model_call']);
     const second = ai.requests.at(-1)!.body;
-    assert.equal(second.messages.at(-1)!.role, 'tool');
-    assert.match(String(second.messages.at(-1)!.content), /^42/);
-    assert.equal((second.tools as { function: { name: string } }[])[0]!.function.name, 'execute');
+    expect(second.messages.at(-1)!.role).toBe('tool');
+    expect(String(second.messages.at(-1)!.content)).toMatch(/^42/);
+    expect((second.tools as { function: { name: string } }[])[0]!.function.name).toBe('execute');
   });
 
   test('stops at the step limit and asks the model to answer without tools', async () => {
@@ -68,11 +67,11 @@ describe('agent loop', () => {
     const sandbox = new RecordingSandbox(() => ({ stdout: '1' }));
     const outcome = await runTurn(input(sandbox));
     ai.script(() => ({ content: 'unused' }));
-    assert.equal(sandbox.requests.length, 3);
-    assert.equal(outcome.stopReason, 'max_steps');
-    assert.equal(ai.requests.at(-1)!.body.tool_choice, 'none');
+    expect(sandbox.requests.length).toBe(3);
+    expect(outcome.stopReason).toBe('max_steps');
+    expect(ai.requests.at(-1)!.body.tool_choice).toBe('none');
     const toolCalls = outcome.messages.filter((message) => message.role === 'assistant' && 'tool_calls' in message && message.tool_calls).length;
-    assert.equal(outcome.messages.filter((message) => message.role === 'tool').length, toolCalls, 'every tool call has its result');
+    expect(outcome.messages.filter((message) => message.role === 'tool').length, 'every tool call has its result').toBe(toolCalls);
   });
 
   test('a long turn does not pile abort listeners on the turn signal', async () => {
@@ -85,19 +84,19 @@ describe('agent loop', () => {
     const outcome = await runTurn(input(new RecordingSandbox(() => ({ stdout: '1' })), { signal: controller.signal, limits: { ...limits, maxSteps: 20 } }));
     await new Promise((resolve) => setImmediate(resolve));
     process.off('warning', onWarning);
-    assert.equal(outcome.steps, 15);
-    assert.deepEqual(warnings.filter((name) => name === 'MaxListenersExceededWarning'), []);
+    expect(outcome.steps).toBe(15);
+    expect(warnings.filter((name) => name === 'MaxListenersExceededWarning')).toStrictEqual([]);
   });
 
   test('bad tool arguments go back to the model, not to the sandbox', async () => {
     ai.enqueue({ toolCalls: [{ name: 'execute', arguments: '{not json' }] }, { toolCalls: [{ name: 'execute', arguments: { language: 'cobol', code: 'x' } }] }, { content: 'ok' });
     const sandbox = new RecordingSandbox(() => ({}));
     const outcome = await runTurn(input(sandbox));
-    assert.equal(sandbox.requests.length, 0);
-    assert.equal(outcome.stopReason, 'answered');
+    expect(sandbox.requests.length).toBe(0);
+    expect(outcome.stopReason).toBe('answered');
     const tools = outcome.messages.filter((message) => message.role === 'tool').map((message) => String(message.content));
-    assert.match(tools[0]!, /not valid JSON/);
-    assert.match(tools[1]!, /not supported/);
+    expect(tools[0]!).toMatch(/not valid JSON/);
+    expect(tools[1]!).toMatch(/not supported/);
   });
 
   test('a stop during a step ends the turn with every tool call answered', async () => {
@@ -111,20 +110,20 @@ describe('agent loop', () => {
         }),
     );
     const outcome = await runTurn(input(sandbox, { signal: controller.signal }));
-    assert.equal(outcome.stopReason, 'cancelled');
-    assert.equal(sandbox.requests.length, 1);
+    expect(outcome.stopReason).toBe('cancelled');
+    expect(sandbox.requests.length).toBe(1);
     const tools = outcome.messages.filter((message) => message.role === 'tool');
-    assert.equal(tools.length, 2);
-    assert.match(String(tools[0]!.content), /stopped/);
+    expect(tools.length).toBe(2);
+    expect(String(tools[0]!.content)).toMatch(/stopped/);
   });
 
   test('a token budget ends the turn cleanly', async () => {
     ai.enqueue({ ...executeCall('print(1)'), usage: { total_tokens: 500 } });
     const sandbox = new RecordingSandbox(() => ({ stdout: '1' }));
     const outcome = await runTurn(input(sandbox, { limits: { ...limits, maxTokens: 400 } }));
-    assert.equal(outcome.stopReason, 'token_budget');
-    assert.equal(sandbox.requests.length, 0);
-    assert.equal(ai.pendingReplies, 0);
+    expect(outcome.stopReason).toBe('token_budget');
+    expect(sandbox.requests.length).toBe(0);
+    expect(ai.pendingReplies).toBe(0);
   });
 
   test('a sandbox failure ends the turn as a sandbox error', async () => {
@@ -133,8 +132,8 @@ describe('agent loop', () => {
       throw new SandboxError('runner_failed', 'runner crashed');
     });
     const outcome = await runTurn(input(sandbox));
-    assert.equal(outcome.stopReason, 'sandbox_error');
-    assert.ok(outcome.error instanceof SandboxError);
+    expect(outcome.stopReason).toBe('sandbox_error');
+    expect(outcome.error instanceof SandboxError).toBeTruthy();
   });
 
   test('long tool output reaches the model with head and tail kept', async () => {
@@ -142,10 +141,10 @@ describe('agent loop', () => {
     const stdout = `HEAD${'x'.repeat(50_000)}TAIL`;
     await runTurn(input(new RecordingSandbox(() => ({ stdout }))));
     const tool = String(ai.requests.at(-1)!.body.messages.at(-1)!.content);
-    assert.ok(tool.length < 3000);
-    assert.match(tool, /^HEAD/);
-    assert.match(tool, /TAIL$/);
-    assert.match(tool, /cut|trimmed|omitted/i);
+    expect(tool.length < 3000).toBeTruthy();
+    expect(tool).toMatch(/^HEAD/);
+    expect(tool).toMatch(/TAIL$/);
+    expect(tool).toMatch(/cut|trimmed|omitted/i);
   });
 });
 
@@ -159,34 +158,34 @@ describe('history for the model', () => {
 
   test('within budget nothing changes but meta is stripped', () => {
     const messages = toModelMessages(turn(1, 100), 10_000);
-    assert.equal(messages.length, 4);
-    assert.ok(messages.every((message) => !('meta' in message)));
+    expect(messages.length).toBe(4);
+    expect(messages.every((message) => !('meta' in message))).toBeTruthy();
   });
 
   test('old tool output is trimmed first, then old turns dropped, never the current one', () => {
     const history = [...turn(1, 40_000), ...turn(2, 40_000), ...turn(3, 40_000)];
     const trimmed = toModelMessages(history, 5_000);
-    assert.ok(estimateTokens(trimmed) <= 5_000);
-    assert.equal(trimmed.filter((message) => message.role === 'user').length, 3, 'trimming output was enough');
-    assert.match(String(trimmed[2]!.content), /trimmed/);
+    expect(estimateTokens(trimmed) <= 5_000).toBeTruthy();
+    expect(trimmed.filter((message) => message.role === 'user').length, 'trimming output was enough').toBe(3);
+    expect(String(trimmed[2]!.content)).toMatch(/trimmed/);
 
     const tight = toModelMessages(history, 300);
-    assert.equal(tight[0]!.role, 'user');
-    assert.equal(tight[0]!.content, 'question 3');
+    expect(tight[0]!.role).toBe('user');
+    expect(tight[0]!.content).toBe('question 3');
     const ids = tight.flatMap((message) => (message.role === 'tool' ? [message.tool_call_id] : []));
-    assert.deepEqual(ids, ['call3'], 'tool results stay paired with their calls');
+    expect(ids, 'tool results stay paired with their calls').toStrictEqual(['call3']);
   });
 });
 
 describe('execute tool arguments', () => {
   test('python, shell and titles', () => {
-    assert.deepEqual(parseExecuteArguments('execute', '{"language":"python","code":"print(1)"}'), { language: 'python', code: 'print(1)', pythonCode: 'print(1)' });
+    expect(parseExecuteArguments('execute', '{"language":"python","code":"print(1)"}')).toStrictEqual({ language: 'python', code: 'print(1)', pythonCode: 'print(1)' });
     const shell = parseExecuteArguments('execute', '{"language":"shell","code":"ls -la \\"x\\""}');
-    assert.ok('pythonCode' in shell && shell.pythonCode.includes('subprocess'));
-    assert.ok('problem' in parseExecuteArguments('other', '{}'));
-    assert.ok('problem' in parseExecuteArguments('execute', '{"language":"python","code":"  "}'));
-    assert.equal(stepTitle('', '# Load the sales data\nimport pandas'), 'Load the sales data');
-    assert.equal(stepTitle('Let me plot it.\nMore text', 'plt.plot()'), 'Let me plot it.');
-    assert.equal(stepTitle('', 'print(1)'), 'print(1)');
+    expect('pythonCode' in shell && shell.pythonCode.includes('subprocess')).toBeTruthy();
+    expect('problem' in parseExecuteArguments('other', '{}')).toBeTruthy();
+    expect('problem' in parseExecuteArguments('execute', '{"language":"python","code":"  "}')).toBeTruthy();
+    expect(stepTitle('', '# Load the sales data\nimport pandas')).toBe('Load the sales data');
+    expect(stepTitle('Let me plot it.\nMore text', 'plt.plot()')).toBe('Let me plot it.');
+    expect(stepTitle('', 'print(1)')).toBe('print(1)');
   });
 });

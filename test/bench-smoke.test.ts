@@ -1,9 +1,8 @@
-import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { expect, test } from 'vitest';
 import type { BenchResults } from '../bench/report.js';
 import { PROJECT_ROOT } from './helpers/bot-process.js';
 
@@ -23,19 +22,19 @@ test('the benchmark runs in --quick mode and produces every figure', { timeout: 
       child.stderr.on('data', (chunk: Buffer) => (text += chunk.toString()));
       child.once('exit', (exitCode) => resolve({ code: exitCode, output: text }));
     });
-    assert.equal(code, 0, output);
+    expect(code, output).toBe(0);
     const results = JSON.parse(await readFile(out, 'utf8')) as BenchResults;
-    assert.equal(results.quick, true);
+    expect(results.quick).toBe(true);
     const figures = new Set(results.rows.map((row) => row.figure.split(' ')[0]));
-    assert.deepEqual([...figures].sort(), ['1', '2', '3', '4', '5'], output);
+    expect([...figures].sort(), output).toStrictEqual(['1', '2', '3', '4', '5']);
     for (const key of ['ack.p50', 'ack.p99', 'steps.overheadPerStep.2000', 'steps.slackCallsPerStep', 'local.printPlain', 'throughput.turnsPerSecond.8', 'throughput.peakRss.8', 'upload.rssGrowth', 'history.save.1000', 'history.requestTokens']) {
-      assert.ok(results.rows.some((row) => row.key === key), `row ${key} missing:\n${output}`);
+      expect(results.rows.some((row) => row.key === key), `row ${key} missing:\n${output}`).toBeTruthy();
     }
     for (const row of results.rows) {
-      assert.ok(Number.isFinite(row.ours), `${row.key}: ${row.ours}`);
-      if (row.baseline !== undefined) assert.ok(Number.isFinite(row.baseline), `${row.key} baseline: ${row.baseline}`);
+      expect(Number.isFinite(row.ours), `${row.key}: ${row.ours}`).toBeTruthy();
+      if (row.baseline !== undefined) expect(Number.isFinite(row.baseline), `${row.key} baseline: ${row.baseline}`).toBeTruthy();
     }
-    assert.match(output, /figure\s+measure\s+ours\s+baseline\s+ratio/);
+    expect(output).toMatch(/figure\s+measure\s+ours\s+baseline\s+ratio/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

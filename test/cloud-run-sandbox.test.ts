@@ -1,8 +1,7 @@
-import assert from 'node:assert/strict';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../controller/config.js';
 import { createGcpClients, EMULATOR_SANDBOX_TOKEN, type GcpClients } from '../controller/gcp-clients.js';
 import { silentLogger } from '../controller/logger.js';
@@ -31,7 +30,7 @@ describe('CloudRunSandbox against fake Cloud Run and fake GCS', () => {
   const run = new FakeCloudRun({ gcs, project: PROJECT, region: REGION, job: JOB, expectedToken: EMULATOR_SANDBOX_TOKEN });
   let clients: GcpClients;
 
-  before(async () => {
+  beforeAll(async () => {
     const [{ url: gcsUrl }, { url: runUrl }] = await Promise.all([gcs.start(), run.start()]);
     const config = loadConfig({
       SLACK_BOT_TOKEN: 'xoxb-test',
@@ -48,16 +47,16 @@ describe('CloudRunSandbox against fake Cloud Run and fake GCS', () => {
     });
     clients = createGcpClients(config, silentLogger);
   });
-  after(async () => {
+  afterAll(async () => {
     await clients.sandbox.close();
     await Promise.all([gcs.close(), run.close()]);
-    assert.deepEqual(gcs.unexpected, []);
+    expect(gcs.unexpected).toStrictEqual([]);
   });
   beforeEach(() => {
     run.mode = 'normal';
     gcs.bucket(BUCKET).clear();
-    assert.deepEqual(run.unexpected, []);
-    assert.deepEqual(run.violations, []);
+    expect(run.unexpected).toStrictEqual([]);
+    expect(run.violations).toStrictEqual([]);
   });
 
   /** A sandbox on the same clients with a task timeout equal to the step timeout (no start-up margin). */
@@ -73,63 +72,57 @@ describe('CloudRunSandbox against fake Cloud Run and fake GCS', () => {
       code: "import os\nrows = open('data.csv').read().splitlines()\nprint('rows', len(rows))\nos.makedirs('out', exist_ok=True)\nwith open('out/summary.txt', 'w') as handle:\n    handle.write('total 2')\n",
       timeoutSec: 60,
     });
-    assert.equal(first.error, null, run.lastRunnerOutput);
-    assert.equal(first.stdout, 'rows 3\n');
-    assert.equal(first.exitCode, 0);
-    assert.ok(first.files.some((file) => file.path === 'out/summary.txt' && file.change === 'created'));
-    assert.equal(await readAll(await workspace.read('out/summary.txt')), 'total 2');
-    assert.deepEqual((await workspace.list()).map((entry) => entry.path), ['data.csv', 'out/summary.txt']);
+    expect(first.error, run.lastRunnerOutput).toBe(null);
+    expect(first.stdout).toBe('rows 3\n');
+    expect(first.exitCode).toBe(0);
+    expect(first.files.some((file) => file.path === 'out/summary.txt' && file.change === 'created')).toBeTruthy();
+    expect(await readAll(await workspace.read('out/summary.txt'))).toBe('total 2');
+    expect((await workspace.list()).map((entry) => entry.path)).toStrictEqual(['data.csv', 'out/summary.txt']);
 
     const [recorded] = run.runs;
-    assert.equal(run.runs.length, 1);
-    assert.deepEqual(Object.keys(recorded!.env).sort(), ['OI_BUCKET', 'OI_PREFIX', 'OI_STEP_ID', 'OI_TOKEN', 'OI_TOKEN_EXPIRES_AT']);
-    assert.equal(recorded!.env.OI_BUCKET, BUCKET);
-    assert.equal(recorded!.env.OI_PREFIX, 'workspaces/T1/C1/1700000000.000100/');
-    assert.equal(recorded!.env.OI_STEP_ID, first.stepId);
-    assert.equal(recorded!.env.OI_TOKEN, EMULATOR_SANDBOX_TOKEN);
-    assert.equal(recorded!.timeoutSec, 60 + 120);
-    assert.equal(recorded!.taskCount, 1);
+    expect(run.runs.length).toBe(1);
+    expect(Object.keys(recorded!.env).sort()).toStrictEqual(['OI_BUCKET', 'OI_PREFIX', 'OI_STEP_ID', 'OI_TOKEN', 'OI_TOKEN_EXPIRES_AT']);
+    expect(recorded!.env.OI_BUCKET).toBe(BUCKET);
+    expect(recorded!.env.OI_PREFIX).toBe('workspaces/T1/C1/1700000000.000100/');
+    expect(recorded!.env.OI_STEP_ID).toBe(first.stepId);
+    expect(recorded!.env.OI_TOKEN).toBe(EMULATOR_SANDBOX_TOKEN);
+    expect(recorded!.timeoutSec).toBe(60 + 120);
+    expect(recorded!.taskCount).toBe(1);
     const leftovers = (await workspace.list({ includeInternal: true })).filter((entry) => entry.path.startsWith('.oi/steps/'));
-    assert.deepEqual(leftovers, [], 'the step request/result objects are removed once read');
+    expect(leftovers, 'the step request/result objects are removed once read').toStrictEqual([]);
 
     const second = await clients.sandbox.run(workspace, { language: 'python', code: 'print(len(rows) * 10)\nraise ValueError("bad value")', timeoutSec: 60 });
-    assert.equal(second.stdout, '30\n', 'variables survive between executions through the prefix');
-    assert.equal(second.error?.name, 'ValueError', 'a failure of the user’s code is data, not an exception');
-    assert.notEqual(second.stepId, first.stepId);
+    expect(second.stdout, 'variables survive between executions through the prefix').toBe('30\n');
+    expect(second.error?.name, 'a failure of the user’s code is data, not an exception').toBe('ValueError');
+    expect(second.stepId).not.toBe(first.stepId);
   });
 
   it('reports a step the runner stopped at its timeout as a timeout result', async () => {
     const workspace = clients.store.open(thread);
     const result = await clients.sandbox.run(workspace, { language: 'python', code: 'import time\ntime.sleep(30)', timeoutSec: 1 });
-    assert.equal(result.limit, 'timeout');
-    assert.match(result.error?.value ?? '', /STEP_TIMEOUT_SEC/);
+    expect(result.limit).toBe('timeout');
+    expect(result.error?.value ?? '').toMatch(/STEP_TIMEOUT_SEC/);
   });
 
   it('turns an execution killed at the task timeout into a timeout result', async () => {
     run.mode = 'kill-at-timeout';
     const result = await sandboxWithoutMargin().run(clients.store.open(thread), { language: 'python', code: 'while True: pass', timeoutSec: 1 });
-    assert.equal(result.limit, 'timeout');
-    assert.equal(result.error?.value, 'The step was stopped after 1 s (STEP_TIMEOUT_SEC).');
-    assert.equal(run.runs.at(-1)?.timeoutSec, 1);
+    expect(result.limit).toBe('timeout');
+    expect(result.error?.value).toBe('The step was stopped after 1 s (STEP_TIMEOUT_SEC).');
+    expect(run.runs.at(-1)?.timeoutSec).toBe(1);
   });
 
   it('turns a failed execution into a clear SandboxError', async () => {
     run.mode = 'fail';
-    await assert.rejects(
-      clients.sandbox.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 }),
-      (error: unknown) => isSandboxError('runner_failed')(error) && /execution .*oi-sandbox-.* failed: 1 task\(s\) failed/.test((error as Error).message),
-    );
+    await expect(clients.sandbox.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 })).rejects.toSatisfy((error: unknown) => isSandboxError('runner_failed')(error) && /execution .*oi-sandbox-.* failed: 1 task\(s\) failed/.test((error as Error).message));
     run.mode = 'error';
-    await assert.rejects(
-      clients.sandbox.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 }),
-      (error: unknown) => isSandboxError('runner_failed')(error) && /container exited with status 1/.test((error as Error).message),
-    );
+    await expect(clients.sandbox.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 })).rejects.toSatisfy((error: unknown) => isSandboxError('runner_failed')(error) && /container exited with status 1/.test((error as Error).message));
   });
 
   it('never reports a cancelled execution as a success', async () => {
     run.mode = 'cancel';
-    await assert.rejects(clients.sandbox.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 }), isSandboxError('cancelled'));
-    assert.deepEqual(run.cancelledExecutions, [], 'cancelled by someone else, not by the controller');
+    await expect(clients.sandbox.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 })).rejects.toSatisfy(isSandboxError('cancelled'));
+    expect(run.cancelledExecutions, 'cancelled by someone else, not by the controller').toStrictEqual([]);
   });
 
   it('cancels the execution when the step is aborted', async () => {
@@ -143,23 +136,20 @@ describe('CloudRunSandbox against fake Cloud Run and fake GCS', () => {
     }
     const executionName = run.runs.at(-1)!.executionName;
     controller.abort();
-    await assert.rejects(running, isSandboxError('cancelled'));
-    assert.ok(run.cancelledExecutions.includes(executionName));
+    await expect(running).rejects.toSatisfy(isSandboxError('cancelled'));
+    expect(run.cancelledExecutions.includes(executionName)).toBeTruthy();
   });
 
   it('refuses to start when already aborted, with a missing job, or with a local workspace', async () => {
     const before = run.runs.length;
     const controller = new AbortController();
     controller.abort();
-    await assert.rejects(
-      clients.sandbox.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 }, { signal: controller.signal }),
-      isSandboxError('cancelled'),
-    );
-    assert.equal(run.runs.length, before);
+    await expect(clients.sandbox.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 }, { signal: controller.signal })).rejects.toSatisfy(isSandboxError('cancelled'));
+    expect(run.runs.length).toBe(before);
     const wrongJob = new CloudRunSandbox({ ...sandboxOptions(clients), job: 'no-such-job' });
-    await assert.rejects(wrongJob.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 }), isSandboxError('start_failed'));
+    await expect(wrongJob.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 })).rejects.toSatisfy(isSandboxError('start_failed'));
     const local = new LocalWorkspaceStore(await mkdtemp(join(tmpdir(), 'oi-cr-'))).open(thread);
-    await assert.rejects(clients.sandbox.run(local, { language: 'python', code: 'print(1)', timeoutSec: 60 }), isSandboxError('unsupported_workspace'));
+    await expect(clients.sandbox.run(local, { language: 'python', code: 'print(1)', timeoutSec: 60 })).rejects.toSatisfy(isSandboxError('unsupported_workspace'));
   });
 });
 

@@ -1,5 +1,4 @@
-import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { assert, expect, test } from 'vitest';
 import { loadConfig } from '../controller/config.js';
 import { ConfigError } from '../controller/errors.js';
 import { runBotToExit } from './helpers/bot-process.js';
@@ -10,36 +9,36 @@ function errorFor(env: Record<string, string>): string {
   try {
     loadConfig(env);
   } catch (error) {
-    assert.ok(error instanceof ConfigError);
+    assert(error instanceof ConfigError);
     return error.message;
   }
-  assert.fail('expected a configuration error');
+  expect.unreachable('expected a configuration error');
 }
 
 test('embedded defaults need only the Slack and OpenAI secrets', () => {
   const config = loadConfig(minimal);
-  assert.equal(config.storage.backend, 'local');
-  assert.equal(config.sandbox.backend, 'local');
-  assert.equal(config.slack.port, 3000);
-  assert.equal(config.limits.maxConcurrentTurns, 8);
-  assert.deepEqual(config.access.allowedChannels, []);
-  assert.equal(config.budgets.usageFooter, false);
-  assert.equal(config.sandbox.backend === 'local' && config.sandbox.network, true);
+  expect(config.storage.backend).toBe('local');
+  expect(config.sandbox.backend).toBe('local');
+  expect(config.slack.port).toBe(3000);
+  expect(config.limits.maxConcurrentTurns).toBe(8);
+  expect(config.access.allowedChannels).toStrictEqual([]);
+  expect(config.budgets.usageFooter).toBe(false);
+  expect(config.sandbox.backend === 'local' && config.sandbox.network).toBe(true);
 });
 
 test('each missing or wrong variable is named in one clear message', () => {
-  assert.match(errorFor({ ...minimal, SLACK_BOT_TOKEN: '' }), /SLACK_BOT_TOKEN is required/);
-  assert.match(errorFor({ SLACK_BOT_TOKEN: 'xoxb-1', SLACK_SIGNING_SECRET: 's' }), /OPENAI_API_KEY is required/);
-  assert.match(errorFor({ SLACK_BOT_TOKEN: 'xoxb-1', OPENAI_API_KEY: 'sk' }), /SLACK_SIGNING_SECRET is required in HTTP mode/);
-  assert.match(errorFor({ ...minimal, PORT: 'eighty' }), /^Configuration error: PORT is invalid/);
-  assert.match(errorFor({ ...minimal, STORAGE_BACKEND: 's3' }), /STORAGE_BACKEND is invalid/);
-  assert.match(errorFor({ ...minimal, STORAGE_BACKEND: 'gcs', SANDBOX_BACKEND: 'cloudrun' }), /GCS_BUCKET is required/);
-  assert.match(errorFor({ ...minimal, STORAGE_BACKEND: 'gcs', GCS_BUCKET: 'b', SANDBOX_BACKEND: 'cloudrun' }), /GCP_PROJECT is required/);
-  assert.match(errorFor({ ...minimal, SANDBOX_BACKEND: 'cloudrun' }), /SANDBOX_BACKEND is cloudrun, which needs STORAGE_BACKEND=gcs/);
-  assert.match(errorFor({ ...minimal, SLACK_API_URL: 'not a url' }), /SLACK_API_URL is invalid/);
-  assert.match(errorFor({ ...minimal, SANDBOX_NETWORK: 'maybe' }), /SANDBOX_NETWORK is invalid: must be true or false/);
-  assert.match(errorFor({ ...minimal, MAX_CONCURRENT_TURNS: '0' }), /MAX_CONCURRENT_TURNS is invalid/);
-  assert.match(errorFor({ ...minimal, SLACK_APP_TOKEN: 'xoxb-wrong' }), /SLACK_APP_TOKEN must be an app-level token/);
+  expect(errorFor({ ...minimal, SLACK_BOT_TOKEN: '' })).toMatch(/SLACK_BOT_TOKEN is required/);
+  expect(errorFor({ SLACK_BOT_TOKEN: 'xoxb-1', SLACK_SIGNING_SECRET: 's' })).toMatch(/OPENAI_API_KEY is required/);
+  expect(errorFor({ SLACK_BOT_TOKEN: 'xoxb-1', OPENAI_API_KEY: 'sk' })).toMatch(/SLACK_SIGNING_SECRET is required in HTTP mode/);
+  expect(errorFor({ ...minimal, PORT: 'eighty' })).toMatch(/^Configuration error: PORT is invalid/);
+  expect(errorFor({ ...minimal, STORAGE_BACKEND: 's3' })).toMatch(/STORAGE_BACKEND is invalid/);
+  expect(errorFor({ ...minimal, STORAGE_BACKEND: 'gcs', SANDBOX_BACKEND: 'cloudrun' })).toMatch(/GCS_BUCKET is required/);
+  expect(errorFor({ ...minimal, STORAGE_BACKEND: 'gcs', GCS_BUCKET: 'b', SANDBOX_BACKEND: 'cloudrun' })).toMatch(/GCP_PROJECT is required/);
+  expect(errorFor({ ...minimal, SANDBOX_BACKEND: 'cloudrun' })).toMatch(/SANDBOX_BACKEND is cloudrun, which needs STORAGE_BACKEND=gcs/);
+  expect(errorFor({ ...minimal, SLACK_API_URL: 'not a url' })).toMatch(/SLACK_API_URL is invalid/);
+  expect(errorFor({ ...minimal, SANDBOX_NETWORK: 'maybe' })).toMatch(/SANDBOX_NETWORK is invalid: must be true or false/);
+  expect(errorFor({ ...minimal, MAX_CONCURRENT_TURNS: '0' })).toMatch(/MAX_CONCURRENT_TURNS is invalid/);
+  expect(errorFor({ ...minimal, SLACK_APP_TOKEN: 'xoxb-wrong' })).toMatch(/SLACK_APP_TOKEN must be an app-level token/);
 });
 
 test('Socket Mode needs no signing secret; lists and booleans parse', () => {
@@ -53,17 +52,17 @@ test('Socket Mode needs no signing secret; lists and booleans parse', () => {
     SANDBOX_NETWORK: 'off',
     TURN_MAX_TOKENS: '5000',
   });
-  assert.equal(config.slack.appToken, 'xapp-1');
-  assert.deepEqual(config.access.allowedChannels, ['C1', 'C2']);
-  assert.deepEqual(config.access.adminUsers, ['U9']);
-  assert.equal(config.budgets.usageFooter, true);
-  assert.equal(config.budgets.turnMaxTokens, 5000);
-  assert.equal(config.sandbox.backend === 'local' && config.sandbox.network, false);
+  expect(config.slack.appToken).toBe('xapp-1');
+  expect(config.access.allowedChannels).toStrictEqual(['C1', 'C2']);
+  expect(config.access.adminUsers).toStrictEqual(['U9']);
+  expect(config.budgets.usageFooter).toBe(true);
+  expect(config.budgets.turnMaxTokens).toBe(5000);
+  expect(config.sandbox.backend === 'local' && config.sandbox.network).toBe(false);
 });
 
 test('the bot refuses to start without its settings, naming the variable and leaking nothing', async () => {
   const { code, output } = await runBotToExit({ SLACK_BOT_TOKEN: 'xoxb-secret-value', SLACK_SIGNING_SECRET: 'signing' });
-  assert.equal(code, 1);
-  assert.match(output, /OPENAI_API_KEY is required/);
-  assert.ok(!output.includes('xoxb-secret-value'));
+  expect(code).toBe(1);
+  expect(output).toMatch(/OPENAI_API_KEY is required/);
+  expect(!output.includes('xoxb-secret-value')).toBeTruthy();
 });

@@ -1,5 +1,4 @@
-import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { HistoryMessage } from '../controller/agent/history.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import { executeCall, lastUserText, userTexts } from './fakes/fake-openai.js';
@@ -15,7 +14,7 @@ const settle = () => new Promise((resolve) => setTimeout(resolve, 300));
 
 describe('edit rate, allowlists and replies without a mention (issue 7)', () => {
   let h: Harness;
-  before(async () => {
+  beforeAll(async () => {
     h = await startHarness(localBackend, {
       STATUS_INTERVAL_MS: '1000',
       ALLOWED_CHANNELS: 'C1,C2',
@@ -23,7 +22,7 @@ describe('edit rate, allowlists and replies without a mention (issue 7)', () => 
       REPLY_WITHOUT_MENTION: 'true',
     });
   });
-  after(async () => stopHarness(h));
+  afterAll(async () => stopHarness(h));
 
   test('a turn of many fast steps edits its status message at most once per STATUS_INTERVAL_MS', async () => {
     const steps = Array.from({ length: 8 }, (_, index) => ({ content: `Step ${index + 1}`, ...executeCall(`import time\ntime.sleep(0.3)\nprint(${index + 1})`) }));
@@ -33,12 +32,12 @@ describe('edit rate, allowlists and replies without a mention (issue 7)', () => 
     const status = await waitForFinishedStatus(h.slack, threadTs);
     const posted = h.slack.callsTo('chat.postMessage').find((call) => call.args.thread_ts === threadTs && /Working on it/.test(String(call.args.text)))!;
     const edits = h.slack.callsTo('chat.update').filter((call) => call.args.ts === status.ts);
-    assert.ok(edits.length >= 3, `${edits.length} edits`);
-    assert.ok(edits.length < steps.length * 2, 'coalesced: fewer edits than step events');
+    expect(edits.length >= 3, `${edits.length} edits`).toBeTruthy();
+    expect(edits.length < steps.length * 2, 'coalesced: fewer edits than step events').toBeTruthy();
     const times = [posted.at, ...edits.map((call) => call.at)];
     const gaps = times.slice(1).map((time, index) => time - times[index]!);
-    assert.ok(gaps.every((gap) => gap >= 900), `gaps between edits (ms): ${gaps.join(', ')}`);
-    assert.match(status.text, /Done · 8 steps/, 'the last edit shows every step');
+    expect(gaps.every((gap) => gap >= 900), `gaps between edits (ms): ${gaps.join(', ')}`).toBeTruthy();
+    expect(status.text, 'the last edit shows every step').toMatch(/Done · 8 steps/);
   });
 
   test('a mention from a channel or a user not on the allowlist gets one polite line and costs nothing', async () => {
@@ -49,23 +48,23 @@ describe('edit rate, allowlists and replies without a mention (issue 7)', () => 
     await h.waitForReply(allowed.threadTs, /echo: allowed one/, 'C2');
     for (const [channel, threadTs] of [['C9', elsewhere.threadTs], ['C1', stranger.threadTs]] as const) {
       const line = await h.waitForReply(threadTs, /not enabled/, channel);
-      assert.match(line, /^Sorry, I'm not enabled for you in this channel\./);
+      expect(line).toMatch(/^Sorry, I'm not enabled for you in this channel\./);
       await settle();
-      assert.equal(h.slack.botMessagesIn(channel, threadTs).length, 1, 'one line, no status message');
+      expect(h.slack.botMessagesIn(channel, threadTs).length, 'one line, no status message').toBe(1);
     }
-    assert.equal(h.ai.requests.length - requestsBefore, 1, 'only the allowed mention reached the model');
-    assert.equal(lastUserText(h.ai.requests.at(-1)!.body), 'allowed one');
-    assert.ok(!h.slack.callsTo('assistant.threads.setStatus').some((call) => call.args.thread_ts === elsewhere.threadTs || call.args.thread_ts === stranger.threadTs));
+    expect(h.ai.requests.length - requestsBefore, 'only the allowed mention reached the model').toBe(1);
+    expect(lastUserText(h.ai.requests.at(-1)!.body)).toBe('allowed one');
+    expect(!h.slack.callsTo('assistant.threads.setStatus').some((call) => call.args.thread_ts === elsewhere.threadTs || call.args.thread_ts === stranger.threadTs)).toBeTruthy();
   });
 
   test('REPLY_WITHOUT_MENTION: a plain reply continues a thread the bot is in, and nothing else', async () => {
     const { threadTs } = await h.mention('remember the word pelican');
     await h.waitForReply(threadTs, /echo: remember the word pelican/);
     const reply = messageEvent({ channel: 'C1', user: 'U1', text: 'what word was it?', thread_ts: threadTs });
-    assert.equal((await postEvent(h.bot.eventsUrl, SIGNING_SECRET, reply)).status, 200);
+    expect((await postEvent(h.bot.eventsUrl, SIGNING_SECRET, reply)).status).toBe(200);
     await h.waitForReply(threadTs, /echo: what word was it\?/);
     const continued = h.ai.requests.find((request) => lastUserText(request.body) === 'what word was it?')!;
-    assert.deepEqual(userTexts(continued.body), ['remember the word pelican', 'what word was it?'], 'the conversation continues');
+    expect(userTexts(continued.body), 'the conversation continues').toStrictEqual(['remember the word pelican', 'what word was it?']);
 
     // A thread the bot is not in, and a message outside any thread: nothing.
     const root = nextMessageTs();
@@ -76,22 +75,22 @@ describe('edit rate, allowlists and replies without a mention (issue 7)', () => 
     const later = await h.mention('a later mention');
     await h.waitForReply(later.threadTs, /echo: a later mention/);
     await settle();
-    assert.ok(!h.ai.requests.some((request) => userTexts(request.body).some((text) => /not for the bot|top level chatter/.test(text))));
+    expect(!h.ai.requests.some((request) => userTexts(request.body).some((text) => /not for the bot|top level chatter/.test(text)))).toBeTruthy();
     const answered = h.slack.calls.filter((call) => call.args.thread_ts === root || call.args.thread_ts === topLevel.ts);
-    assert.deepEqual(answered, [], 'nothing posted there');
+    expect(answered, 'nothing posted there').toStrictEqual([]);
 
     // Someone not on the allowlist chatting in the bot's thread is ignored, without a refusal each time.
     const postsBefore = h.slack.botMessagesIn('C1', threadTs).length;
     await postEvent(h.bot.eventsUrl, SIGNING_SECRET, messageEvent({ channel: 'C1', user: 'U9', text: 'just chatting', thread_ts: threadTs }));
     await settle();
-    assert.equal(h.slack.botMessagesIn('C1', threadTs).length, postsBefore, 'no refusal line for a plain reply');
-    assert.ok(!h.ai.requests.some((request) => userTexts(request.body).includes('just chatting')));
+    expect(h.slack.botMessagesIn('C1', threadTs).length, 'no refusal line for a plain reply').toBe(postsBefore);
+    expect(!h.ai.requests.some((request) => userTexts(request.body).includes('just chatting'))).toBeTruthy();
   });
 });
 
 describe('budgets and the usage footer (issue 7)', () => {
   let h: Harness;
-  before(async () => {
+  beforeAll(async () => {
     h = await startHarness(localBackend, {
       TURN_MAX_TOKENS: '500',
       THREAD_MAX_TOKENS: '800',
@@ -101,7 +100,7 @@ describe('budgets and the usage footer (issue 7)', () => {
       STEP_TIMEOUT_SEC: '60',
     });
   });
-  after(async () => stopHarness(h));
+  afterAll(async () => stopHarness(h));
 
   const history = async (threadTs: string): Promise<HistoryMessage[]> => {
     const workspace = h.backend.store(h.bot.dataDir).open({ team: TEAM, channel: 'C1', threadTs });
@@ -118,43 +117,43 @@ describe('budgets and the usage footer (issue 7)', () => {
     h.ai.enqueue({ ...executeCall("print('should never run')"), usage: { total_tokens: 600 } });
     const { threadTs } = await h.mention('an expensive question');
     const line = await capMessage(threadTs, /budget/);
-    assert.match(line, /TURN_MAX_TOKENS/);
-    assert.doesNotMatch(line, /THREAD_MAX_TOKENS/, 'the thread cap (800) was not reached');
-    assert.match(statusMessages(h.slack, 'C1', threadTs)[0]!.text, /Token budget reached/);
+    expect(line).toMatch(/TURN_MAX_TOKENS/);
+    expect(line, 'the thread cap (800) was not reached').not.toMatch(/THREAD_MAX_TOKENS/);
+    expect(statusMessages(h.slack, 'C1', threadTs)[0]!.text).toMatch(/Token budget reached/);
     const saved = await history(threadTs);
-    assert.ok(!saved.some((message) => message.role === 'tool' && message.meta?.step !== undefined), 'the step never ran');
-    assert.match(JSON.stringify(saved.at(-1)), /token budget/);
+    expect(!saved.some((message) => message.role === 'tool' && message.meta?.step !== undefined), 'the step never ran').toBeTruthy();
+    expect(JSON.stringify(saved.at(-1))).toMatch(/token budget/);
   });
 
   test('THREAD_MAX_TOKENS counts across turns: a later turn stops at it, and the next is refused without a model call', async () => {
     h.ai.enqueue({ content: 'a cheap answer', usage: { total_tokens: 450 } });
     const { threadTs } = await h.mention('first turn');
     const answer = await h.waitForReply(threadTs, /a cheap answer/);
-    assert.match(answer, /a cheap answer\n\n_450 tokens · 0\.0 s of sandbox_$/, 'the usage footer');
+    expect(answer, 'the usage footer').toMatch(/a cheap answer\n\n_450 tokens · 0\.0 s of sandbox_$/);
 
     h.ai.enqueue({ ...executeCall("print('should never run')"), usage: { total_tokens: 400 } });
     await h.mention('second turn', { threadTs });
     const line = await capMessage(threadTs, /budget/);
-    assert.match(line, /THREAD_MAX_TOKENS/);
-    assert.doesNotMatch(line, /TURN_MAX_TOKENS/, 'this turn used 400 of its 500');
+    expect(line).toMatch(/THREAD_MAX_TOKENS/);
+    expect(line, 'this turn used 400 of its 500').not.toMatch(/TURN_MAX_TOKENS/);
 
     const requestsBefore = h.ai.requests.length;
     await h.mention('third turn', { threadTs });
     const refused = await capMessage(threadTs, /reached its budget/);
-    assert.match(refused, /THREAD_MAX_TOKENS=800/);
-    assert.equal(h.ai.requests.length, requestsBefore, 'no model call');
+    expect(refused).toMatch(/THREAD_MAX_TOKENS=800/);
+    expect(h.ai.requests.length, 'no model call').toBe(requestsBefore);
   });
 
   test('TURN_MAX_SANDBOX_SEC cuts a long step at the cap and names it', async () => {
     const { threadTs } = await h.mention("run: import time\nprint('before', flush=True)\ntime.sleep(20)\nprint('after')");
     const line = await capMessage(threadTs, /budget/, 40_000);
-    assert.match(line, /TURN_MAX_SANDBOX_SEC/);
-    assert.doesNotMatch(line, /THREAD_MAX_SANDBOX_SEC/);
+    expect(line).toMatch(/TURN_MAX_SANDBOX_SEC/);
+    expect(line).not.toMatch(/THREAD_MAX_SANDBOX_SEC/);
     const steps = (await history(threadTs)).filter((message) => message.meta?.step !== undefined);
-    assert.equal(steps.length, 1);
-    assert.match(steps[0]!.meta!.step!.stdout, /before/);
-    assert.doesNotMatch(steps[0]!.meta!.step!.stdout, /after/, 'the step was cut at the cap');
-    assert.match(statusMessages(h.slack, 'C1', threadTs)[0]!.text, /Sandbox-time budget reached/);
+    expect(steps.length).toBe(1);
+    expect(steps[0]!.meta!.step!.stdout).toMatch(/before/);
+    expect(steps[0]!.meta!.step!.stdout, 'the step was cut at the cap').not.toMatch(/after/);
+    expect(statusMessages(h.slack, 'C1', threadTs)[0]!.text).toMatch(/Sandbox-time budget reached/);
   });
 
   test('THREAD_MAX_SANDBOX_SEC counts across turns; the footer shows the sandbox seconds used', async () => {
@@ -162,20 +161,20 @@ describe('budgets and the usage footer (issue 7)', () => {
     const answer = await h.waitForReply(threadTs, /Result: slept/, 'C1', 20_000);
     const [firstStep] = (await history(threadTs)).filter((message) => message.meta?.step !== undefined);
     const seconds = (firstStep!.meta!.step!.durationMs / 1000).toFixed(1);
-    assert.ok(answer.endsWith(`\n\n_20 tokens · ${seconds} s of sandbox_`), answer);
+    expect(answer.endsWith(`\n\n_20 tokens · ${seconds} s of sandbox_`), answer).toBeTruthy();
 
     await h.mention("run: import time\ntime.sleep(10)\nprint('late')", { threadTs });
     const line = await capMessage(threadTs, /budget/, 40_000);
-    assert.match(line, /THREAD_MAX_SANDBOX_SEC/);
-    assert.doesNotMatch(line, /TURN_MAX_SANDBOX_SEC/);
+    expect(line).toMatch(/THREAD_MAX_SANDBOX_SEC/);
+    expect(line).not.toMatch(/TURN_MAX_SANDBOX_SEC/);
     const steps = (await history(threadTs)).filter((message) => message.meta?.step !== undefined);
-    assert.equal(steps.length, 2);
-    assert.doesNotMatch(steps[1]!.meta!.step!.stdout, /late/, 'the step was cut at what was left of the thread cap');
+    expect(steps.length).toBe(2);
+    expect(steps[1]!.meta!.step!.stdout, 'the step was cut at what was left of the thread cap').not.toMatch(/late/);
 
     const requestsBefore = h.ai.requests.length;
     await h.mention('one more', { threadTs });
     const refused = await capMessage(threadTs, /reached its budget/);
-    assert.match(refused, /THREAD_MAX_SANDBOX_SEC=4/);
-    assert.equal(h.ai.requests.length, requestsBefore, 'no model call');
+    expect(refused).toMatch(/THREAD_MAX_SANDBOX_SEC=4/);
+    expect(h.ai.requests.length, 'no model call').toBe(requestsBefore);
   });
 });

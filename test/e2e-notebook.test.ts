@@ -1,5 +1,4 @@
-import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { validateNotebookStructure } from '../controller/notebook.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import { executeCall, lastUserText } from './fakes/fake-openai.js';
@@ -21,10 +20,10 @@ const joined = (text: string | string[] | undefined) => (Array.isArray(text) ? t
 
 describe('notebook export and upload preview (issue 7)', () => {
   let h: Harness;
-  before(async () => {
+  beforeAll(async () => {
     h = await startHarness(localBackend);
   });
-  after(async () => stopHarness(h));
+  afterAll(async () => stopHarness(h));
 
   test('`notebook` and `ノートブック` post the thread as a valid .ipynb with the cells in order, without a model call', async () => {
     const tableCode = "import pandas as pd\ndf = pd.DataFrame({'x': [1, 2, 3], 'y': [2, 4, 6]})\nprint('total', df['y'].sum())";
@@ -42,38 +41,34 @@ describe('notebook export and upload preview (issue 7)', () => {
     const first = await h.slack.waitFor(() => h.slack.uploads.find((upload) => upload.threadTs === threadTs && upload.filename.endsWith('.ipynb')), 20_000);
     await h.mention('ノートブック', { threadTs });
     const second = await h.slack.waitFor(() => h.slack.uploads.filter((upload) => upload.threadTs === threadTs && upload.filename.endsWith('.ipynb'))[1], 20_000);
-    assert.equal(h.ai.requests.length, requestsBefore, 'no model call for either command');
-    assert.equal(first.channelId, 'C1');
+    expect(h.ai.requests.length, 'no model call for either command').toBe(requestsBefore);
+    expect(first.channelId).toBe('C1');
 
     for (const upload of [first, second]) {
       const notebook = JSON.parse(upload.bytes.toString('utf8')) as { nbformat: number; cells: Cell[] };
-      assert.deepEqual(validateNotebookStructure(notebook), []);
-      assert.equal(notebook.nbformat, 4);
+      expect(validateNotebookStructure(notebook)).toStrictEqual([]);
+      expect(notebook.nbformat).toBe(4);
       const cells = notebook.cells;
-      assert.deepEqual(
-        cells.map((cell) => cell.cell_type),
-        ['markdown', 'markdown', 'markdown', 'code', 'code', 'markdown'],
-        cells.map((cell) => joined(cell.source).slice(0, 60)).join(' | '),
-      );
-      assert.match(joined(cells[0]!.source), /^# /, 'a title');
-      assert.equal(joined(cells[1]!.source), '**User:**\n\nanalyse x and y please');
-      assert.equal(joined(cells[2]!.source), 'Build a small table');
+      expect(cells.map((cell) => cell.cell_type), cells.map((cell) => joined(cell.source).slice(0, 60)).join(' | ')).toStrictEqual(['markdown', 'markdown', 'markdown', 'code', 'code', 'markdown']);
+      expect(joined(cells[0]!.source), 'a title').toMatch(/^# /);
+      expect(joined(cells[1]!.source)).toBe('**User:**\n\nanalyse x and y please');
+      expect(joined(cells[2]!.source)).toBe('Build a small table');
 
       const [table, plot] = [cells[3]!, cells[4]!];
-      assert.equal(joined(table.source), tableCode);
-      assert.equal(table.execution_count, 1);
-      assert.deepEqual(table.outputs?.map((output) => [output.output_type, output.name, joined(output.text)]), [['stream', 'stdout', 'total 12\n']]);
+      expect(joined(table.source)).toBe(tableCode);
+      expect(table.execution_count).toBe(1);
+      expect(table.outputs?.map((output) => [output.output_type, output.name, joined(output.text)])).toStrictEqual([['stream', 'stdout', 'total 12\n']]);
 
-      assert.equal(joined(plot.source), plotCode);
-      assert.equal(plot.execution_count, 2);
+      expect(joined(plot.source)).toBe(plotCode);
+      expect(plot.execution_count).toBe(2);
       const images = (plot.outputs ?? []).filter((output) => output.output_type === 'display_data' && output.data?.['image/png'] !== undefined);
-      assert.equal(images.length, 1, JSON.stringify(plot.outputs).slice(0, 300));
+      expect(images.length, JSON.stringify(plot.outputs).slice(0, 300)).toBe(1);
       const png = Buffer.from(joined(images[0]!.data!['image/png']), 'base64');
-      assert.ok(png.subarray(0, 8).equals(PNG_SIGNATURE) && png.length > 1000, 'a real PNG of the figure');
+      expect(png.subarray(0, 8).equals(PNG_SIGNATURE) && png.length > 1000, 'a real PNG of the figure').toBeTruthy();
 
-      assert.equal(joined(cells[5]!.source), '**Answer:**\n\nThe total is **12**; the plot is attached.');
+      expect(joined(cells[5]!.source)).toBe('**Answer:**\n\nThe total is **12**; the plot is attached.');
     }
-    assert.deepEqual(h.slack.unexpected, []);
+    expect(h.slack.unexpected).toStrictEqual([]);
   });
 
   test('`notebook` in a thread without code says so and calls no model', async () => {
@@ -82,8 +77,8 @@ describe('notebook export and upload preview (issue 7)', () => {
     const requestsBefore = h.ai.requests.length;
     await h.mention('Notebook', { threadTs });
     await h.waitForReply(threadTs, /no code in this thread yet/);
-    assert.equal(h.ai.requests.length, requestsBefore);
-    assert.ok(!h.slack.uploads.some((upload) => upload.threadTs === threadTs));
+    expect(h.ai.requests.length).toBe(requestsBefore);
+    expect(!h.slack.uploads.some((upload) => upload.threadTs === threadTs)).toBeTruthy();
   });
 
   test("an uploaded CSV's columns, types and row count are in the model's first request", async () => {
@@ -95,10 +90,10 @@ describe('notebook export and upload preview (issue 7)', () => {
 
     const request = h.ai.requests[requestsBefore]!;
     const text = lastUserText(request.body);
-    assert.match(text, /what is in this file\?/);
-    assert.match(text, /sales\.csv: 4 rows x 3 columns/, text);
-    assert.match(text, /columns: region \((object|str|string)\), amount \(float64\), day \((object|str|string)\)/, text);
-    assert.equal(h.ai.requests.length - requestsBefore, 1, 'the preview itself costs no model call');
-    assert.ok(h.slack.downloads.some((download) => download.fileId === file.id && download.authorized));
+    expect(text).toMatch(/what is in this file\?/);
+    expect(text, text).toMatch(/sales\.csv: 4 rows x 3 columns/);
+    expect(text, text).toMatch(/columns: region \((object|str|string)\), amount \(float64\), day \((object|str|string)\)/);
+    expect(h.ai.requests.length - requestsBefore, 'the preview itself costs no model call').toBe(1);
+    expect(h.slack.downloads.some((download) => download.fileId === file.id && download.authorized)).toBeTruthy();
   });
 });

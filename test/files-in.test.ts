@@ -2,13 +2,13 @@
  * Uploads into a thread's workspace (issue 3): the real WebClient and fetch against FakeSlack, a real
  * LocalWorkspace on disk.
  */
-import assert from 'node:assert/strict';
+
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { LogLevel, WebClient } from '@slack/web-api';
 import type { SlackFileRef } from '../controller/bot.js';
 import { silentLogger } from '../controller/logger.js';
@@ -26,12 +26,12 @@ describe('ingestSlackFiles', () => {
   let dataDir: string;
   let threadCounter = 0;
 
-  before(async () => {
+  beforeAll(async () => {
     await slack.start();
     client = new WebClient(botToken, { slackApiUrl: slack.apiUrl, logLevel: LogLevel.ERROR, retryConfig: { retries: 0 } });
     dataDir = await mkdtemp(join(tmpdir(), 'oi-files-in-'));
   });
-  after(() => slack.close());
+  afterAll(() => slack.close());
 
   function newThread() {
     const threadTs = `1700000100.${String(++threadCounter).padStart(6, '0')}`;
@@ -66,16 +66,16 @@ describe('ingestSlackFiles', () => {
     const binary = Buffer.from(Array.from({ length: 70_000 }, (_, index) => (index * 7) % 256));
     const files = [slack.addFile({ name: '売上.csv', content: csv }), slack.addFile({ name: 'blob.bin', content: binary })];
     const result = await ingest(workspace, threadTs, files);
-    assert.deepEqual(result.problems, []);
-    assert.deepEqual(result.saved, [
+    expect(result.problems).toStrictEqual([]);
+    expect(result.saved).toStrictEqual([
       { originalName: '売上.csv', path: '売上.csv', size: Buffer.byteLength(csv), renamed: false },
       { originalName: 'blob.bin', path: 'blob.bin', size: binary.length, renamed: false },
     ]);
-    assert.equal(await readFile(join(workspace.root, '売上.csv'), 'utf8'), csv);
-    assert.ok((await readFile(join(workspace.root, 'blob.bin'))).equals(binary));
-    assert.ok(slack.downloads.slice(-2).every((download) => download.authorized && download.served === 'bytes'));
-    assert.equal(describeUploadsForModel(result.saved), 'I uploaded 売上.csv to ./売上.csv (63 bytes)\nI uploaded blob.bin to ./blob.bin (68 KB)');
-    assert.equal(describeUploadsForModel([]), '');
+    expect(await readFile(join(workspace.root, '売上.csv'), 'utf8')).toBe(csv);
+    expect((await readFile(join(workspace.root, 'blob.bin'))).equals(binary)).toBeTruthy();
+    expect(slack.downloads.slice(-2).every((download) => download.authorized && download.served === 'bytes')).toBeTruthy();
+    expect(describeUploadsForModel(result.saved)).toBe('I uploaded 売上.csv to ./売上.csv (63 bytes)\nI uploaded blob.bin to ./blob.bin (68 KB)');
+    expect(describeUploadsForModel([])).toBe('');
   });
 
   test('names are sanitised: no paths, no control characters, never hidden or internal', async () => {
@@ -83,27 +83,24 @@ describe('ingestSlackFiles', () => {
     const names = ['../../x.csv', '/etc/passwd', 're\u0000po\nrt\u202e.csv', '.oi', '..', 'C:\\Users\\me\\data.tsv'];
     const files = names.map((name, index) => slack.addFile({ name, content: `file ${index}\n` }));
     const result = await ingest(workspace, threadTs, files);
-    assert.deepEqual(result.problems, []);
-    assert.deepEqual(
-      result.saved.map((upload) => upload.path),
-      ['x.csv', 'passwd', 'report.csv', 'oi', 'file', 'data.tsv'],
-    );
-    assert.ok(result.saved.every((upload) => upload.renamed));
-    assert.deepEqual(await onDisk(workspace), ['data.tsv', 'file', 'oi', 'passwd', 'report.csv', 'x.csv']);
-    assert.deepEqual(await readdir(dataDir).then((entries) => entries.sort()), ['workspaces'], 'nothing escaped the workspace');
-    assert.equal(await readFile(join(workspace.root, 'x.csv'), 'utf8'), 'file 0\n');
-    assert.match(describeUploadsForModel(result.saved), /^I uploaded \.\.\/\.\.\/x\.csv to \.\/x\.csv \(7 bytes\); it was renamed to a safe file name$/m);
+    expect(result.problems).toStrictEqual([]);
+    expect(result.saved.map((upload) => upload.path)).toStrictEqual(['x.csv', 'passwd', 'report.csv', 'oi', 'file', 'data.tsv']);
+    expect(result.saved.every((upload) => upload.renamed)).toBeTruthy();
+    expect(await onDisk(workspace)).toStrictEqual(['data.tsv', 'file', 'oi', 'passwd', 'report.csv', 'x.csv']);
+    expect(await readdir(dataDir).then((entries) => entries.sort()), 'nothing escaped the workspace').toStrictEqual(['workspaces']);
+    expect(await readFile(join(workspace.root, 'x.csv'), 'utf8')).toBe('file 0\n');
+    expect(describeUploadsForModel(result.saved)).toMatch(/^I uploaded \.\.\/\.\.\/x\.csv to \.\/x\.csv \(7 bytes\); it was renamed to a safe file name$/m);
   });
 
   test('sanitizeFileName keeps letters and the extension when it shortens a name', () => {
-    assert.equal(sanitizeFileName('レポート 2024.xlsx'), 'レポート 2024.xlsx');
+    expect(sanitizeFileName('レポート 2024.xlsx')).toBe('レポート 2024.xlsx');
     const long = `${'データ'.repeat(100)}.csv`;
     const short = sanitizeFileName(long);
-    assert.ok(short.endsWith('.csv') && short.startsWith('データ'));
-    assert.ok(Buffer.byteLength(short) <= 180, `${Buffer.byteLength(short)} bytes`);
-    assert.equal(sanitizeFileName('   '), 'file');
-    assert.equal(candidateName('data.csv.gz', 2), 'data (2).csv.gz');
-    assert.equal(candidateName('README', 1), 'README (1)');
+    expect(short.endsWith('.csv') && short.startsWith('データ')).toBeTruthy();
+    expect(Buffer.byteLength(short) <= 180, `${Buffer.byteLength(short)} bytes`).toBeTruthy();
+    expect(sanitizeFileName('   ')).toBe('file');
+    expect(candidateName('data.csv.gz', 2)).toBe('data (2).csv.gz');
+    expect(candidateName('README', 1)).toBe('README (1)');
   });
 
   test('an existing name gets a distinct one; nothing is overwritten', async () => {
@@ -112,21 +109,15 @@ describe('ingestSlackFiles', () => {
     await workspace.write('sales (1).csv', 'older contents\n');
     const files = [slack.addFile({ name: 'sales.csv', content: 'new A\n' }), slack.addFile({ name: 'sales.csv', content: 'new B\n' })];
     const result = await ingest(workspace, threadTs, files);
-    assert.deepEqual(
-      result.saved.map((upload) => [upload.path, upload.renamed]),
-      [
+    expect(result.saved.map((upload) => [upload.path, upload.renamed])).toStrictEqual([
         ['sales (2).csv', true],
         ['sales (3).csv', true],
-      ],
-    );
-    assert.equal(await readFile(join(workspace.root, 'sales.csv'), 'utf8'), 'old contents\n');
-    assert.equal(await readFile(join(workspace.root, 'sales (1).csv'), 'utf8'), 'older contents\n');
-    assert.equal(await readFile(join(workspace.root, 'sales (2).csv'), 'utf8'), 'new A\n');
-    assert.equal(await readFile(join(workspace.root, 'sales (3).csv'), 'utf8'), 'new B\n');
-    assert.match(
-      describeUploadsForModel(result.saved),
-      /^I uploaded sales\.csv to \.\/sales \(2\)\.csv \(6 bytes\); it was renamed because a file named sales\.csv was already there$/m,
-    );
+      ]);
+    expect(await readFile(join(workspace.root, 'sales.csv'), 'utf8')).toBe('old contents\n');
+    expect(await readFile(join(workspace.root, 'sales (1).csv'), 'utf8')).toBe('older contents\n');
+    expect(await readFile(join(workspace.root, 'sales (2).csv'), 'utf8')).toBe('new A\n');
+    expect(await readFile(join(workspace.root, 'sales (3).csv'), 'utf8')).toBe('new B\n');
+    expect(describeUploadsForModel(result.saved)).toMatch(/^I uploaded sales\.csv to \.\/sales \(2\)\.csv \(6 bytes\); it was renamed because a file named sales\.csv was already there$/m);
   });
 
   test('a file over the limit is refused before downloading, and the other files still arrive', async () => {
@@ -135,18 +126,18 @@ describe('ingestSlackFiles', () => {
     const small = slack.addFile({ name: 'small.csv', content: 'a,b\n1,2\n' });
     const before = slack.downloads.length;
     const result = await ingest(workspace, threadTs, [big, small], { maxUploadBytes: 2 * MB });
-    assert.deepEqual(result.problems, ['huge.csv is 3 MB, over the 2 MB upload limit, so I did not save it.']);
-    assert.deepEqual(result.saved.map((upload) => upload.path), ['small.csv']);
-    assert.deepEqual(slack.downloads.slice(before).map((download) => download.fileId), [small.id], 'huge.csv was never fetched');
-    assert.deepEqual(await onDisk(workspace), ['small.csv']);
+    expect(result.problems).toStrictEqual(['huge.csv is 3 MB, over the 2 MB upload limit, so I did not save it.']);
+    expect(result.saved.map((upload) => upload.path)).toStrictEqual(['small.csv']);
+    expect(slack.downloads.slice(before).map((download) => download.fileId), 'huge.csv was never fetched').toStrictEqual([small.id]);
+    expect(await onDisk(workspace)).toStrictEqual(['small.csv']);
   });
 
   test('a file whose size the event did not tell is refused by its Content-Length', async () => {
     const { threadTs, workspace } = newThread();
     const big = slack.addFile({ name: 'huge.csv', content: generatedContent(3 * MB), size: 3 * MB });
     const result = await ingest(workspace, threadTs, [{ ...big, size: undefined }], { maxUploadBytes: 2 * MB });
-    assert.deepEqual(result.problems, ['huge.csv is 3 MB, over the 2 MB upload limit, so I did not save it.']);
-    assert.deepEqual(await onDisk(workspace), []);
+    expect(result.problems).toStrictEqual(['huge.csv is 3 MB, over the 2 MB upload limit, so I did not save it.']);
+    expect(await onDisk(workspace)).toStrictEqual([]);
   });
 
   /**
@@ -178,9 +169,9 @@ describe('ingestSlackFiles', () => {
       const { threadTs, workspace } = newThread();
       const file = { id: 'FSTREAM', name: 'stream.csv', url_private_download: `${baseUrl}/chunked/stream.csv` };
       const result = await ingest(workspace, threadTs, [file], { maxUploadBytes: 1 * MB });
-      assert.equal(result.saved.length, 0);
-      assert.deepEqual(result.problems, ['stream.csv is larger than the 1 MB upload limit, so I did not save it.']);
-      assert.deepEqual(await onDisk(workspace), [], 'no partial file stays behind');
+      expect(result.saved.length).toBe(0);
+      expect(result.problems).toStrictEqual(['stream.csv is larger than the 1 MB upload limit, so I did not save it.']);
+      expect(await onDisk(workspace), 'no partial file stays behind').toStrictEqual([]);
     });
   });
 
@@ -189,8 +180,8 @@ describe('ingestSlackFiles', () => {
       const { threadTs, workspace } = newThread();
       const file = { id: 'FBROKEN', name: 'broken.csv', url_private_download: `${baseUrl}/broken/broken.csv` };
       const result = await ingest(workspace, threadTs, [file]);
-      assert.deepEqual(result, { saved: [], problems: ['The download of broken.csv from Slack was interrupted. Please try again.'] });
-      assert.deepEqual(await onDisk(workspace), []);
+      expect(result).toStrictEqual({ saved: [], problems: ['The download of broken.csv from Slack was interrupted. Please try again.'] });
+      expect(await onDisk(workspace)).toStrictEqual([]);
     });
   });
 
@@ -200,20 +191,20 @@ describe('ingestSlackFiles', () => {
     const disguised = slack.addFile({ name: 'table.csv', content: '\n  <!DOCTYPE html><html><body>Sign in</body></html>', mimetype: 'text/csv' });
     const page = slack.addFile({ name: 'page.html', content: '<!DOCTYPE html><html><body>mine</body></html>', mimetype: 'text/html' });
     const result = await ingest(workspace, threadTs, [report, disguised, page]);
-    assert.equal(result.problems.length, 2);
-    assert.match(result.problems[0] ?? '', /^Slack did not let me download report\.csv \(the app may be missing the files:read scope\)/);
-    assert.match(result.problems[1] ?? '', /^Slack did not let me download table\.csv /);
-    assert.deepEqual(result.saved.map((upload) => upload.path), ['page.html'], 'a real HTML upload is kept');
-    assert.deepEqual(await onDisk(workspace), ['page.html']);
+    expect(result.problems.length).toBe(2);
+    expect(result.problems[0] ?? '').toMatch(/^Slack did not let me download report\.csv \(the app may be missing the files:read scope\)/);
+    expect(result.problems[1] ?? '').toMatch(/^Slack did not let me download table\.csv /);
+    expect(result.saved.map((upload) => upload.path), 'a real HTML upload is kept').toStrictEqual(['page.html']);
+    expect(await onDisk(workspace)).toStrictEqual(['page.html']);
   });
 
   test('the bot token is what makes Slack serve the bytes', async () => {
     const { threadTs, workspace } = newThread();
     const file = slack.addFile({ name: 'data.csv', content: 'a\n1\n' });
     const result = await ingest(workspace, threadTs, [file], { botToken: 'xoxb-not-the-right-one' });
-    assert.match(result.problems[0] ?? '', /files:read/);
-    assert.equal(slack.downloads.at(-1)?.authorized, false);
-    assert.deepEqual(await onDisk(workspace), []);
+    expect(result.problems[0] ?? '').toMatch(/files:read/);
+    expect(slack.downloads.at(-1)?.authorized).toBe(false);
+    expect(await onDisk(workspace)).toStrictEqual([]);
   });
 
   test('a deleted file (404) is told clearly and the next file still arrives', async () => {
@@ -221,9 +212,9 @@ describe('ingestSlackFiles', () => {
     const gone = slack.addFile({ name: 'gone.csv', content: 'x\n', mode: 'deleted' });
     const kept = slack.addFile({ name: 'kept.csv', content: 'y\n' });
     const result = await ingest(workspace, threadTs, [gone, kept]);
-    assert.deepEqual(result.problems, ['gone.csv was not found on Slack (it may have been deleted), so I could not read it.']);
-    assert.deepEqual(result.saved.map((upload) => upload.path), ['kept.csv']);
-    assert.deepEqual(await onDisk(workspace), ['kept.csv']);
+    expect(result.problems).toStrictEqual(['gone.csv was not found on Slack (it may have been deleted), so I could not read it.']);
+    expect(result.saved.map((upload) => upload.path)).toStrictEqual(['kept.csv']);
+    expect(await onDisk(workspace)).toStrictEqual(['kept.csv']);
   });
 
   test('files missing from the event are found by re-reading the message', async () => {
@@ -234,29 +225,29 @@ describe('ingestSlackFiles', () => {
     slack.seedMessage({ channel: 'C1', ts: messageTs, thread_ts: threadTs, user: 'U1', text: '<@UBOT>', files: [file] });
 
     const ignored = await ingest(workspace, threadTs, [], { messageTs });
-    assert.deepEqual(ignored, { saved: [], problems: [] }, 'no hint, no extra call');
+    expect(ignored, 'no hint, no extra call').toStrictEqual({ saved: [], problems: [] });
 
     const repliesBefore = slack.callsTo('conversations.replies').length;
     const result = await ingest(workspace, threadTs, [], { messageTs, eventMayHaveFiles: true });
-    assert.equal(slack.callsTo('conversations.replies').length, repliesBefore + 1);
-    assert.deepEqual(result.saved.map((upload) => upload.path), ['late.csv']);
-    assert.equal(await readFile(join(workspace.root, 'late.csv'), 'utf8'), 'late,1\n');
+    expect(slack.callsTo('conversations.replies').length).toBe(repliesBefore + 1);
+    expect(result.saved.map((upload) => upload.path)).toStrictEqual(['late.csv']);
+    expect(await readFile(join(workspace.root, 'late.csv'), 'utf8')).toBe('late,1\n');
   });
 
   test('the bot token is never sent to a host that is not Slack', async () => {
     const { threadTs, workspace } = newThread();
     const file = { id: 'FEVIL', name: 'evil.csv', url_private_download: 'http://files.example.test/steal.csv' };
     const result = await ingest(workspace, threadTs, [file]);
-    assert.deepEqual(result, { saved: [], problems: ['evil.csv is not stored on Slack, so I did not download it; please attach the file itself.'] });
+    expect(result).toStrictEqual({ saved: [], problems: ['evil.csv is not stored on Slack, so I did not download it; please attach the file itself.'] });
   });
 
   test('a file given only by id is completed with files.info', async () => {
     const { threadTs, workspace } = newThread();
     const file = slack.addFile({ name: 'by-id.txt', content: 'hello\n' });
     const result = await ingest(workspace, threadTs, [{ id: file.id }]);
-    assert.deepEqual(result.problems, []);
-    assert.deepEqual(result.saved.map((upload) => upload.path), ['by-id.txt']);
-    assert.equal(slack.callsTo('files.info').at(-1)?.args.file, file.id);
-    assert.deepEqual(slack.unexpected, []);
+    expect(result.problems).toStrictEqual([]);
+    expect(result.saved.map((upload) => upload.path)).toStrictEqual(['by-id.txt']);
+    expect(slack.callsTo('files.info').at(-1)?.args.file).toBe(file.id);
+    expect(slack.unexpected).toStrictEqual([]);
   });
 });

@@ -2,11 +2,11 @@
  * Files back into the thread (issue 3): automatic sharing after a turn and the `download` command,
  * with the real WebClient against FakeSlack and a real LocalWorkspace on disk.
  */
-import assert from 'node:assert/strict';
+
 import { mkdir, mkdtemp, symlink, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { LogLevel, WebClient } from '@slack/web-api';
 import { silentLogger } from '../controller/logger.js';
 import { runDownloadCommand, shareTurnFiles } from '../controller/slack/files-out.js';
@@ -22,13 +22,13 @@ describe('sharing workspace files into the thread', () => {
   let store: LocalWorkspaceStore;
   let threadCounter = 0;
 
-  before(async () => {
+  beforeAll(async () => {
     await slack.start();
     // On 429 the client waits for Retry-After, then retries (quick backoff here to keep the test short).
     client = new WebClient(botToken, { slackApiUrl: slack.apiUrl, logLevel: LogLevel.ERROR, retryConfig: { retries: 3, minTimeout: 10, maxTimeout: 20 } });
     store = new LocalWorkspaceStore(await mkdtemp(join(tmpdir(), 'oi-files-out-')));
   });
-  after(() => slack.close());
+  afterAll(() => slack.close());
 
   function newThread() {
     const threadTs = `${1700000000 + 1000 * ++threadCounter}.000000`;
@@ -61,22 +61,19 @@ describe('sharing workspace files into the thread', () => {
       max: 3,
       logger: silentLogger,
     });
-    assert.deepEqual(result, { shared: ['figure-1.png', 'charts/q1.png', 'a.csv'], notShared: 2, failed: [] });
+    expect(result).toStrictEqual({ shared: ['figure-1.png', 'charts/q1.png', 'a.csv'], notShared: 2, failed: [] });
     const uploads = uploadsIn(threadTs);
-    assert.deepEqual(
-      uploads.map((upload) => [upload.filename, upload.title, upload.channelId, upload.bytes.toString('latin1')]),
-      [
+    expect(uploads.map((upload) => [upload.filename, upload.title, upload.channelId, upload.bytes.toString('latin1')])).toStrictEqual([
         ['figure-1.png', 'figure-1.png', 'C1', Buffer.concat([PNG, Buffer.from('fig')]).toString('latin1')],
         ['q1.png', 'charts/q1.png', 'C1', PNG.toString('latin1')],
         ['a.csv', 'a.csv', 'C1', 'a\n1\n'],
-      ],
-    );
-    assert.ok(uploads.every((upload) => upload.declaredLength === upload.bytes.length));
+      ]);
+    expect(uploads.every((upload) => upload.declaredLength === upload.bytes.length)).toBeTruthy();
     const notes = notesIn(threadTs);
-    assert.equal(notes.length, 1);
-    assert.match(notes[0] ?? '', /2 more files from this turn\. Write `download` to get every file/);
-    assert.equal(slack.callsTo('files.upload').length, 0);
-    assert.deepEqual(slack.unexpected, []);
+    expect(notes.length).toBe(1);
+    expect(notes[0] ?? '').toMatch(/2 more files from this turn\. Write `download` to get every file/);
+    expect(slack.callsTo('files.upload').length).toBe(0);
+    expect(slack.unexpected).toStrictEqual([]);
   });
 
   test('a symbolic link to /etc/passwd (or to a folder outside) is never shared', async () => {
@@ -94,12 +91,12 @@ describe('sharing workspace files into the thread', () => {
       max: 10,
       logger: silentLogger,
     });
-    assert.deepEqual(result, { shared: ['real.txt'], notShared: 0, failed: [] });
-    assert.deepEqual(uploadsIn(threadTs).map((upload) => upload.bytes.toString()), ['real']);
+    expect(result).toStrictEqual({ shared: ['real.txt'], notShared: 0, failed: [] });
+    expect(uploadsIn(threadTs).map((upload) => upload.bytes.toString())).toStrictEqual(['real']);
 
     const download = await runDownloadCommand({ client, channel: 'C1', threadTs, workspace, logger: silentLogger, batchPauseMs: 0 });
-    assert.deepEqual(download, { shared: ['real.txt'], failed: [] });
-    assert.ok(uploadsIn(threadTs).every((upload) => !upload.bytes.toString().includes('root:')));
+    expect(download).toStrictEqual({ shared: ['real.txt'], failed: [] });
+    expect(uploadsIn(threadTs).every((upload) => !upload.bytes.toString().includes('root:'))).toBeTruthy();
   });
 
   test('nothing to share posts nothing', async () => {
@@ -115,8 +112,8 @@ describe('sharing workspace files into the thread', () => {
       max: 10,
       logger: silentLogger,
     });
-    assert.deepEqual(result, { shared: [], notShared: 0, failed: [] });
-    assert.deepEqual(slack.botMessagesIn('C1', threadTs), []);
+    expect(result).toStrictEqual({ shared: [], notShared: 0, failed: [] });
+    expect(slack.botMessagesIn('C1', threadTs)).toStrictEqual([]);
   });
 
   test('a file Slack would refuse (over 1 GB) is reported in the thread; the others still go', async () => {
@@ -134,9 +131,9 @@ describe('sharing workspace files into the thread', () => {
       max: 10,
       logger: silentLogger,
     });
-    assert.deepEqual(result, { shared: ['small.txt'], notShared: 0, failed: ['huge.bin'] });
-    assert.deepEqual(uploadsIn(threadTs).map((upload) => upload.title), ['small.txt']);
-    assert.deepEqual(notesIn(threadTs), [
+    expect(result).toStrictEqual({ shared: ['small.txt'], notShared: 0, failed: ['huge.bin'] });
+    expect(uploadsIn(threadTs).map((upload) => upload.title)).toStrictEqual(['small.txt']);
+    expect(notesIn(threadTs)).toStrictEqual([
       ':warning: I could not post `huge.bin` (larger than the 1 GB Slack accepts).',
     ]);
   });
@@ -157,31 +154,28 @@ describe('sharing workspace files into the thread', () => {
     slack.rateLimit('files.completeUploadExternal', { every: 3 });
     try {
       const result = await runDownloadCommand({ client, channel: 'C1', threadTs, workspace, logger: silentLogger, batchPauseMs: 10 });
-      assert.deepEqual(result.failed, []);
-      assert.deepEqual([...result.shared].sort(), [...expected.keys()].sort());
+      expect(result.failed).toStrictEqual([]);
+      expect([...result.shared].sort()).toStrictEqual([...expected.keys()].sort());
     } finally {
       slack.rateLimit('files.completeUploadExternal', { every: Number.MAX_SAFE_INTEGER });
     }
     const uploads = uploadsIn(threadTs);
-    assert.deepEqual(
-      uploads.map((upload) => [upload.title, upload.bytes.toString('base64')]).sort(),
-      [...expected].map(([path, contents]) => [path, contents.toString('base64')]).sort(),
-    );
-    assert.ok(uploads.every((upload) => upload.channelId === 'C1' && upload.filename === upload.title.split('/').pop()));
-    assert.ok(slack.rateLimited.length >= 1, 'a 429 happened and was retried');
+    expect(uploads.map((upload) => [upload.title, upload.bytes.toString('base64')]).sort()).toStrictEqual([...expected].map(([path, contents]) => [path, contents.toString('base64')]).sort());
+    expect(uploads.every((upload) => upload.channelId === 'C1' && upload.filename === upload.title.split('/').pop())).toBeTruthy();
+    expect(slack.rateLimited.length >= 1, 'a 429 happened and was retried').toBeTruthy();
     const shares = slack.botMessagesIn('C1', threadTs).filter((message) => message.files);
-    assert.equal(shares.length, 3, '12 files in messages of at most 5');
-    assert.equal(shares[0]?.text, 'Here are the 12 files of this thread:');
-    assert.deepEqual(uploadsIn(other.threadTs), []);
-    assert.deepEqual(slack.unexpected, []);
+    expect(shares.length, '12 files in messages of at most 5').toBe(3);
+    expect(shares[0]?.text).toBe('Here are the 12 files of this thread:');
+    expect(uploadsIn(other.threadTs)).toStrictEqual([]);
+    expect(slack.unexpected).toStrictEqual([]);
   });
 
   test('download in an empty workspace says so', async () => {
     const { threadTs, workspace } = newThread();
     await workspace.write('.oi/state.pkl', 'internal only');
     const result = await runDownloadCommand({ client, channel: 'C1', threadTs, workspace, logger: silentLogger });
-    assert.deepEqual(result, { shared: [], failed: [] });
-    assert.deepEqual(uploadsIn(threadTs), []);
-    assert.deepEqual(notesIn(threadTs), ['There are no files in this thread yet. Attach files to a mention, or ask me to create some.']);
+    expect(result).toStrictEqual({ shared: [], failed: [] });
+    expect(uploadsIn(threadTs)).toStrictEqual([]);
+    expect(notesIn(threadTs)).toStrictEqual(['There are no files in this thread yet. Attach files to a mention, or ask me to create some.']);
   });
 });

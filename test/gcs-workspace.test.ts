@@ -1,6 +1,5 @@
-import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Storage } from '@google-cloud/storage';
 import { silentLogger } from '../controller/logger.js';
 import { GcsWorkspaceStore } from '../controller/workspace/gcs-workspace.js';
@@ -30,9 +29,9 @@ function patterned(bytes: number): Buffer {
 // The behaviour both stores share (test/helpers/workspace-contract.ts), against a fresh bucket each time.
 const contractFake = new FakeGcs([BUCKET]);
 const { url: contractUrl } = await contractFake.start();
-after(async () => {
+afterAll(async () => {
   await contractFake.close();
-  assert.deepEqual(contractFake.unexpected, []);
+  expect(contractFake.unexpected).toStrictEqual([]);
 });
 workspaceContract('GcsWorkspace', async () => {
   contractFake.bucket(BUCKET).clear();
@@ -44,17 +43,17 @@ describe('GcsWorkspace against fake GCS', () => {
   const fake = new FakeGcs([BUCKET]);
   let store: GcsWorkspaceStore;
 
-  before(async () => {
+  beforeAll(async () => {
     const { url } = await fake.start();
     const storage = new Storage({ apiEndpoint: url, projectId: 'test-project' });
     store = new GcsWorkspaceStore({ storage, bucket: BUCKET, logger: silentLogger, uploadChunkBytes: CHUNK });
   });
-  after(async () => {
+  afterAll(async () => {
     await fake.close();
-    assert.deepEqual(fake.unexpected, [], 'the fake saw requests it does not understand');
+    expect(fake.unexpected, 'the fake saw requests it does not understand').toStrictEqual([]);
   });
   beforeEach(() => {
-    assert.deepEqual(fake.unexpected, [], 'the fake saw requests it does not understand');
+    expect(fake.unexpected, 'the fake saw requests it does not understand').toStrictEqual([]);
     fake.bucket(BUCKET).clear();
     fake.requests.length = 0;
     fake.pageSize = 1000;
@@ -62,21 +61,21 @@ describe('GcsWorkspace against fake GCS', () => {
 
   it('places a thread under workspaces/<team>/<channel>/<ts>/ and round-trips strings and buffers', async () => {
     const workspace = store.open(threadA);
-    assert.deepEqual(workspace.location, { kind: 'gcs', bucket: BUCKET, prefix: 'workspaces/T1/C1/1700000000.000100/' });
+    expect(workspace.location).toStrictEqual({ kind: 'gcs', bucket: BUCKET, prefix: 'workspaces/T1/C1/1700000000.000100/' });
     const entry = await workspace.write('notes/hello.txt', 'こんにちは');
-    assert.equal(entry.path, 'notes/hello.txt');
-    assert.equal(entry.size, Buffer.byteLength('こんにちは'));
+    expect(entry.path).toBe('notes/hello.txt');
+    expect(entry.size).toBe(Buffer.byteLength('こんにちは'));
     await workspace.write('./data.bin', Buffer.from([0, 1, 2, 255]));
-    assert.deepEqual(fake.names(BUCKET), ['workspaces/T1/C1/1700000000.000100/data.bin', 'workspaces/T1/C1/1700000000.000100/notes/hello.txt']);
-    assert.equal((await readAll(await workspace.read('notes/hello.txt'))).toString('utf8'), 'こんにちは');
-    assert.deepEqual(await readAll(await workspace.read('data.bin')), Buffer.from([0, 1, 2, 255]));
+    expect(fake.names(BUCKET)).toStrictEqual(['workspaces/T1/C1/1700000000.000100/data.bin', 'workspaces/T1/C1/1700000000.000100/notes/hello.txt']);
+    expect((await readAll(await workspace.read('notes/hello.txt'))).toString('utf8')).toBe('こんにちは');
+    expect(await readAll(await workspace.read('data.bin'))).toStrictEqual(Buffer.from([0, 1, 2, 255]));
     const stat = await workspace.stat('data.bin');
-    assert.equal(stat?.size, 4);
-    assert.ok(stat !== undefined && Math.abs(stat.modifiedMs - fake.bucket(BUCKET).get('workspaces/T1/C1/1700000000.000100/data.bin')!.updated.getTime()) < 1);
-    assert.equal(await workspace.stat('missing.txt'), undefined);
-    await assert.rejects(workspace.read('missing.txt'), FileNotFoundError);
-    await assert.rejects(workspace.write('../escape.txt', 'x'), UnsafePathError);
-    await assert.rejects(workspace.read('/etc/passwd'), UnsafePathError);
+    expect(stat?.size).toBe(4);
+    expect(stat !== undefined && Math.abs(stat.modifiedMs - fake.bucket(BUCKET).get('workspaces/T1/C1/1700000000.000100/data.bin')!.updated.getTime()) < 1).toBeTruthy();
+    expect(await workspace.stat('missing.txt')).toBe(undefined);
+    await expect(workspace.read('missing.txt')).rejects.toThrow(FileNotFoundError);
+    await expect(workspace.write('../escape.txt', 'x')).rejects.toThrow(UnsafePathError);
+    await expect(workspace.read('/etc/passwd')).rejects.toThrow(UnsafePathError);
   });
 
   it('streams a multi-megabyte file up in a chunked resumable upload and back intact', async () => {
@@ -84,24 +83,21 @@ describe('GcsWorkspace against fake GCS', () => {
     const data = patterned(5 * 1024 * 1024 + 123);
     const pieces = Array.from({ length: Math.ceil(data.length / 65536) }, (_, index) => data.subarray(index * 65536, (index + 1) * 65536));
     const entry = await workspace.write('big/data.bin', Readable.from(pieces));
-    assert.equal(entry.size, data.length);
+    expect(entry.size).toBe(data.length);
     const uploads = fake.requests.filter((request) => request.path.startsWith('/upload/'));
-    assert.equal(uploads[0]?.query.uploadType, 'resumable');
-    assert.ok(uploads.filter((request) => request.method === 'PUT').length >= 20, 'expected one PUT per 256 KiB chunk');
-    assert.ok(fake.bucket(BUCKET).get('workspaces/T1/C1/1700000000.000100/big/data.bin')!.data.equals(data));
-    assert.ok((await readAll(await workspace.read('big/data.bin'))).equals(data));
+    expect(uploads[0]?.query.uploadType).toBe('resumable');
+    expect(uploads.filter((request) => request.method === 'PUT').length >= 20, 'expected one PUT per 256 KiB chunk').toBeTruthy();
+    expect(fake.bucket(BUCKET).get('workspaces/T1/C1/1700000000.000100/big/data.bin')!.data.equals(data)).toBeTruthy();
+    expect((await readAll(await workspace.read('big/data.bin'))).equals(data)).toBeTruthy();
   });
 
   it('sends a short stream (including an empty one) in a single request', async () => {
     const workspace = store.open(threadA);
     await workspace.write('small.csv', Readable.from([Buffer.from('a,b\n'), Buffer.from('1,2\n')]));
     await workspace.write('empty.txt', Readable.from([]));
-    assert.deepEqual(
-      fake.requests.filter((request) => request.path.startsWith('/upload/')).map((request) => request.query.uploadType),
-      ['multipart', 'multipart'],
-    );
-    assert.equal((await readAll(await workspace.read('small.csv'))).toString(), 'a,b\n1,2\n');
-    assert.equal((await workspace.stat('empty.txt'))?.size, 0);
+    expect(fake.requests.filter((request) => request.path.startsWith('/upload/')).map((request) => request.query.uploadType)).toStrictEqual(['multipart', 'multipart']);
+    expect((await readAll(await workspace.read('small.csv'))).toString()).toBe('a,b\n1,2\n');
+    expect((await workspace.stat('empty.txt'))?.size).toBe(0);
   });
 
   it('leaves no object and keeps the old file when a streamed write fails midway', async () => {
@@ -111,12 +107,12 @@ describe('GcsWorkspace against fake GCS', () => {
       for (let index = 0; index < 12; index++) yield patterned(65536); // 768 KiB: past the first chunk
       throw new Error('source broke');
     }
-    await assert.rejects(workspace.write('report.bin', Readable.from(failing())), /source broke/);
-    await assert.rejects(workspace.write('fresh.bin', Readable.from(failing())), /source broke/);
-    assert.ok(fake.requests.some((request) => request.method === 'PUT' && request.status === 308), 'chunks were sent before the failure');
-    assert.equal((await readAll(await workspace.read('report.bin'))).toString(), 'old content');
-    assert.equal(await workspace.stat('fresh.bin'), undefined);
-    assert.deepEqual(fake.names(BUCKET), ['workspaces/T1/C1/1700000000.000100/report.bin']);
+    await expect(workspace.write('report.bin', Readable.from(failing()))).rejects.toThrow(/source broke/);
+    await expect(workspace.write('fresh.bin', Readable.from(failing()))).rejects.toThrow(/source broke/);
+    expect(fake.requests.some((request) => request.method === 'PUT' && request.status === 308), 'chunks were sent before the failure').toBeTruthy();
+    expect((await readAll(await workspace.read('report.bin'))).toString()).toBe('old content');
+    expect(await workspace.stat('fresh.bin')).toBe(undefined);
+    expect(fake.names(BUCKET)).toStrictEqual(['workspaces/T1/C1/1700000000.000100/report.bin']);
   });
 
   it('lists only its own thread, sorted, hiding .oi/, directory placeholders and symlinks, across pages', async () => {
@@ -135,13 +131,13 @@ describe('GcsWorkspace against fake GCS', () => {
     fake.put(BUCKET, 'workspaces/T1/C1/1700000000.000100/link', Buffer.alloc(0), { metadata: { gcsfuse_symlink_target: '/etc/passwd' } });
     await workspaceA.writeState('messages', [], null);
 
-    assert.deepEqual((await workspaceA.list()).map((entry) => [entry.path, entry.size]), [['charts/plot.png', 3], ['sales.csv', 1]]);
-    assert.deepEqual((await workspaceB.list()).map((entry) => [entry.path, entry.size]), [['sales.csv', 2]]);
-    assert.deepEqual((await workspaceA.list({ includeInternal: true })).map((entry) => entry.path), ['.oi/steps/s1/request.json', 'charts/plot.png', 'sales.csv']);
-    assert.deepEqual((await prefixOf1Dot2.list()).map((entry) => entry.path), ['mine.txt']);
-    assert.equal(await workspaceA.stat('link'), undefined);
-    await assert.rejects(workspaceA.read('link'), FileNotFoundError);
-    assert.ok(fake.requests.some((request) => request.query.pageToken !== undefined), 'listing went through several pages');
+    expect((await workspaceA.list()).map((entry) => [entry.path, entry.size])).toStrictEqual([['charts/plot.png', 3], ['sales.csv', 1]]);
+    expect((await workspaceB.list()).map((entry) => [entry.path, entry.size])).toStrictEqual([['sales.csv', 2]]);
+    expect((await workspaceA.list({ includeInternal: true })).map((entry) => entry.path)).toStrictEqual(['.oi/steps/s1/request.json', 'charts/plot.png', 'sales.csv']);
+    expect((await prefixOf1Dot2.list()).map((entry) => entry.path)).toStrictEqual(['mine.txt']);
+    expect(await workspaceA.stat('link')).toBe(undefined);
+    await expect(workspaceA.read('link')).rejects.toThrow(FileNotFoundError);
+    expect(fake.requests.some((request) => request.query.pageToken !== undefined), 'listing went through several pages').toBeTruthy();
   });
 
   it('deletes files, and deleting a missing file is not an error', async () => {
@@ -149,26 +145,26 @@ describe('GcsWorkspace against fake GCS', () => {
     await workspace.write('a.txt', 'a');
     await workspace.delete('a.txt');
     await workspace.delete('a.txt');
-    assert.deepEqual(await workspace.list(), []);
+    expect(await workspace.list()).toStrictEqual([]);
   });
 
   it('keeps state out of the workspace and refuses stale or duplicate creating writes', async () => {
     const workspace = store.open(threadA);
     const other = store.open(threadA); // a second controller instance looking at the same thread
-    assert.equal(await workspace.readState('messages'), undefined);
+    expect(await workspace.readState('messages')).toBe(undefined);
     const first = await workspace.writeState('messages', [{ role: 'user', content: 'hi' }], null);
-    await assert.rejects(other.writeState('messages', [{ role: 'user', content: 'other' }], null), StateConflictError);
-    assert.deepEqual(fake.names(BUCKET), ['threads/T1/C1/1700000000.000100/messages.json']);
-    assert.deepEqual(await workspace.list({ includeInternal: true }), []);
+    await expect(other.writeState('messages', [{ role: 'user', content: 'other' }], null)).rejects.toThrow(StateConflictError);
+    expect(fake.names(BUCKET)).toStrictEqual(['threads/T1/C1/1700000000.000100/messages.json']);
+    expect(await workspace.list({ includeInternal: true })).toStrictEqual([]);
 
     const seen = await other.readState<unknown[]>('messages');
-    assert.deepEqual(seen, { value: [{ role: 'user', content: 'hi' }], version: first });
+    expect(seen).toStrictEqual({ value: [{ role: 'user', content: 'hi' }], version: first });
     const second = await workspace.writeState('messages', [1, 2], first);
-    assert.notEqual(second, first);
-    await assert.rejects(other.writeState('messages', ['lost update'], first), StateConflictError);
-    await assert.rejects(other.writeState('messages', ['bogus'], 'local-3'), StateConflictError);
-    assert.deepEqual(await other.readState('messages'), { value: [1, 2], version: second });
-    await assert.rejects(workspace.writeState('../x', 1, null), UnsafePathError);
+    expect(second).not.toBe(first);
+    await expect(other.writeState('messages', ['lost update'], first)).rejects.toThrow(StateConflictError);
+    await expect(other.writeState('messages', ['bogus'], 'local-3')).rejects.toThrow(StateConflictError);
+    expect(await other.readState('messages')).toStrictEqual({ value: [1, 2], version: second });
+    await expect(workspace.writeState('../x', 1, null)).rejects.toThrow(UnsafePathError);
   });
 
   it('removes threads whose newest object is older than the cut-off, workspace and history both', async () => {
@@ -183,11 +179,11 @@ describe('GcsWorkspace against fake GCS', () => {
       if (name.includes('000100') || name.endsWith('.csv')) object.updated = new Date(cutOff - 3600_000);
     }
     const everything = fake.names(BUCKET);
-    assert.deepEqual(await store.removeOlderThan(cutOff, { dryRun: true }), { removedThreads: ['T1/C1/1700000000.000100'] });
-    assert.deepEqual(fake.names(BUCKET), everything, 'a dry run removes nothing');
+    expect(await store.removeOlderThan(cutOff, { dryRun: true })).toStrictEqual({ removedThreads: ['T1/C1/1700000000.000100'] });
+    expect(fake.names(BUCKET), 'a dry run removes nothing').toStrictEqual(everything);
     const { removedThreads } = await store.removeOlderThan(cutOff);
-    assert.deepEqual(removedThreads, ['T1/C1/1700000000.000100']);
-    assert.deepEqual(fake.names(BUCKET), [
+    expect(removedThreads).toStrictEqual(['T1/C1/1700000000.000100']);
+    expect(fake.names(BUCKET)).toStrictEqual([
       'threads/T1/C1/1700000000.000200/messages.json',
       'workspaces/T1/C1/1700000000.000200/old-file-but-active-thread.csv',
     ]);

@@ -1,10 +1,9 @@
-import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { silentLogger } from '../controller/logger.js';
 import { LocalSandbox } from '../controller/sandbox/local-sandbox.js';
 import type { ResourceLimits, StepResult } from '../controller/sandbox/sandbox.js';
@@ -31,7 +30,7 @@ const store = new LocalWorkspaceStore(dataDir);
 const threadX = store.open({ team: 'T1', channel: 'C1', threadTs: '1700000000.000100' });
 const threadY = store.open({ team: 'T1', channel: 'C1', threadTs: '1700000000.000200' });
 const hostDirOf = (workspace: Workspace) => (workspace.location as { dir: string }).dir;
-after(() => rmSync(dataDir, { recursive: true, force: true }));
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
 async function runIn(workspace: Workspace, code: string, target = sandbox as LocalSandbox): Promise<StepResult> {
   return target.run(workspace, { language: 'python', code, timeoutSec: 30 });
@@ -40,16 +39,16 @@ async function runIn(workspace: Workspace, code: string, target = sandbox as Loc
 /** Runs Python that prints one JSON line; returns it parsed. */
 async function probe(workspace: Workspace, code: string): Promise<Record<string, unknown>> {
   const result = await runIn(workspace, code);
-  assert.equal(result.error, null, result.error?.traceback);
+  expect(result.error, result.error?.traceback).toBe(null);
   return JSON.parse(result.stdout) as Record<string, unknown>;
 }
 
-describe('bubblewrap isolation', { skip }, () => {
-  before(async () => {
+describe.skipIf(Boolean(skip))('bubblewrap isolation', () => {
+  beforeAll(async () => {
     await threadX.write('secret-x.txt', 'only for X');
     await threadX.writeState('messages', [{ role: 'user', content: 'history of X' }], null);
     const result = await runIn(threadX, 'x_variable = "state of X"\nopen("made-by-x.txt", "w").write("x")');
-    assert.equal(result.error, null);
+    expect(result.error).toBe(null);
   });
 
   test("thread Y cannot list, read or write thread X's files by relative path, absolute path or glob", async () => {
@@ -87,19 +86,19 @@ describe('bubblewrap isolation', { skip }, () => {
       ].join('\n'),
     );
     const attempts = found.attempts as Record<string, string>;
-    assert.equal(found.cwd, '/workspace');
-    assert.equal(found.x_variable, false);
-    assert.doesNotMatch(attempts['list parent']!, /1700000000/);
+    expect(found.cwd).toBe('/workspace');
+    expect(found.x_variable).toBe(false);
+    expect(attempts['list parent']!).not.toMatch(/1700000000/);
     for (const name of ['read relative', 'read absolute', 'write absolute', 'x state', 'history']) {
-      assert.ok(['FileNotFoundError', 'PermissionError'].includes(attempts[name]!), `${name}: ${attempts[name]}`);
+      expect(['FileNotFoundError', 'PermissionError'].includes(attempts[name]!), `${name}: ${attempts[name]}`).toBeTruthy();
     }
-    assert.equal(attempts.glob, '[]');
-    assert.equal(attempts.walk, '[]');
+    expect(attempts.glob).toBe('[]');
+    expect(attempts.walk).toBe('[]');
     // The same searches do find Y's own file: they would have found X's had it been visible.
-    assert.equal(attempts['walk control'], "['/workspace/control-y.txt']");
-    assert.equal(attempts['glob control'], "['../workspace/control-y.txt']");
-    assert.equal(existsSync(join(xDir, 'planted.txt')), false);
-    assert.equal(await threadX.stat('secret-x.txt').then((entry) => entry?.size), 10);
+    expect(attempts['walk control']).toBe("['/workspace/control-y.txt']");
+    expect(attempts['glob control']).toBe("['../workspace/control-y.txt']");
+    expect(existsSync(join(xDir, 'planted.txt'))).toBe(false);
+    expect(await threadX.stat('secret-x.txt').then((entry) => entry?.size)).toBe(10);
   });
 
   test('the code cannot read controller files, the host, or write outside /workspace; /tmp is private', async () => {
@@ -123,15 +122,15 @@ describe('bubblewrap isolation', { skip }, () => {
       ].join('\n'),
     );
     for (const [path, exists] of Object.entries(found.exists as Record<string, boolean>)) {
-      assert.equal(exists, false, `${path} must not be visible`);
+      expect(exists, `${path} must not be visible`).toBe(false);
     }
     for (const [path, outcome] of Object.entries(found.writes as Record<string, string>)) {
-      assert.notEqual(outcome, 'written', `${path} must not be writable`);
+      expect(outcome, `${path} must not be writable`).not.toBe('written');
     }
-    assert.notEqual(found.uid, 0);
-    assert.equal(existsSync('/tmp/private-marker'), false);
+    expect(found.uid).not.toBe(0);
+    expect(existsSync('/tmp/private-marker')).toBe(false);
     const next = await probe(threadY, 'import json, os\nprint(json.dumps({"tmp": os.listdir("/tmp")}))');
-    assert.deepEqual(next.tmp, []);
+    expect(next.tmp).toStrictEqual([]);
   });
 
   test('network is off when SANDBOX_NETWORK=false and on when true', async () => {
@@ -140,9 +139,9 @@ describe('bubblewrap isolation', { skip }, () => {
     const port = (server.address() as AddressInfo).port;
     const code = `import urllib.request\ntry:\n    print(urllib.request.urlopen("http://127.0.0.1:${port}/", timeout=5).read().decode())\nexcept Exception as e:\n    print("blocked", type(e).__name__)`;
     try {
-      assert.match((await runIn(threadY, code)).stdout, /^blocked/);
+      expect((await runIn(threadY, code)).stdout).toMatch(/^blocked/);
       const networked = makeSandbox(true) as LocalSandbox;
-      assert.equal((await runIn(threadY, code, networked)).stdout, 'reachable\n');
+      expect((await runIn(threadY, code, networked)).stdout).toBe('reachable\n');
     } finally {
       server.close();
     }
@@ -158,12 +157,12 @@ describe('bubblewrap isolation', { skip }, () => {
       ),
       runIn(threadX, 'import subprocess\nprint(subprocess.run(["echo", "still serving"], capture_output=True, text=True).stdout.strip(), x_variable)'),
     ]);
-    assert.equal(bomb.limit, 'processes');
-    assert.match(bomb.error!.value, /SANDBOX_MAX_PROCESSES=32/);
-    assert.equal(other.error, null, other.error?.traceback);
-    assert.equal(other.stdout, 'still serving state of X\n');
+    expect(bomb.limit).toBe('processes');
+    expect(bomb.error!.value).toMatch(/SANDBOX_MAX_PROCESSES=32/);
+    expect(other.error, other.error?.traceback).toBe(null);
+    expect(other.stdout).toBe('still serving state of X\n');
     for (let attempt = 0; attempt < 40 && sleepers(marker) > 0; attempt += 1) await new Promise((done) => setTimeout(done, 50));
-    assert.equal(sleepers(marker), 0, 'the bomb processes die with the step');
+    expect(sleepers(marker), 'the bomb processes die with the step').toBe(0);
   });
 
   test('a memory hog is stopped by the memory limit while another thread keeps working', async () => {
@@ -171,11 +170,11 @@ describe('bubblewrap isolation', { skip }, () => {
       runIn(threadY, 'blocks = []\nfor i in range(100):\n    blocks.append(bytearray(100 * 1024 * 1024))'),
       runIn(threadX, 'print("fine")'),
     ]);
-    assert.equal(hog.limit, 'memory');
-    assert.match(hog.error!.value, /memory limit \(SANDBOX_MEMORY_MB=512\)/);
-    assert.equal(other.stdout, 'fine\n');
+    expect(hog.limit).toBe('memory');
+    expect(hog.error!.value).toMatch(/memory limit \(SANDBOX_MEMORY_MB=512\)/);
+    expect(other.stdout).toBe('fine\n');
     const single = await runIn(threadY, 'data = bytearray(10 * 1024 ** 3)');
-    assert.equal(single.limit, 'memory');
+    expect(single.limit).toBe('memory');
   });
 });
 

@@ -1,8 +1,7 @@
-import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { afterAll, describe, expect, test } from 'vitest';
 import { createLogger, silentLogger } from '../controller/logger.js';
 import { LocalSandbox } from '../controller/sandbox/local-sandbox.js';
 import { SandboxError, type ResourceLimits } from '../controller/sandbox/sandbox.js';
@@ -14,7 +13,7 @@ import type { Workspace } from '../controller/workspace/workspace.js';
 
 const LIMITS: ResourceLimits = { memoryMb: 1024, cpuSec: 60, maxProcesses: 64, maxFileMb: 100 };
 const dataDir = mkdtempSync(join(tmpdir(), 'local-sandbox-test-'));
-after(() => rmSync(dataDir, { recursive: true, force: true }));
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 const store = new LocalWorkspaceStore(dataDir);
 let threadCounter = 0;
 const newThread = (): Workspace => store.open({ team: 'T1', channel: 'C1', threadTs: `1700000000.${String(++threadCounter).padStart(6, '0')}` });
@@ -54,17 +53,17 @@ for (const [mode, sandbox] of Object.entries(sandboxes)) {
         code: 'text = open("input.txt").read()\nopen("out.txt", "w").write(text.upper())\nlen(text)',
         timeoutSec: 30,
       });
-      assert.equal(result.error, null);
-      assert.equal(result.stdout, '9\n');
-      assert.equal(result.exitCode, 0);
-      assert.match(result.stepId, /^[0-9a-f-]{36}$/);
+      expect(result.error).toBe(null);
+      expect(result.stdout).toBe('9\n');
+      expect(result.exitCode).toBe(0);
+      expect(result.stepId).toMatch(/^[0-9a-f-]{36}$/);
       const stepsDir = join((workspace.location as { dir: string }).dir, '.oi', 'steps');
-      assert.deepEqual(readdirSync(stepsDir), [], 'finished step folders are removed');
-      assert.deepEqual(result.files, [{ path: 'out.txt', change: 'created', size: 9 }]);
+      expect(readdirSync(stepsDir), 'finished step folders are removed').toStrictEqual([]);
+      expect(result.files).toStrictEqual([{ path: 'out.txt', change: 'created', size: 9 }]);
       const stat = await workspace.stat('out.txt');
-      assert.equal(stat?.size, 9);
+      expect(stat?.size).toBe(9);
       // State carries over to the next step of the same thread.
-      assert.equal((await sandbox.run(workspace, { language: 'python', code: 'text', timeoutSec: 30 })).stdout, "'forty-one'\n");
+      expect((await sandbox.run(workspace, { language: 'python', code: 'text', timeoutSec: 30 })).stdout).toBe("'forty-one'\n");
     });
 
     test('the environment holds none of the controller secrets (os.environ and /proc/*/environ)', async () => {
@@ -86,8 +85,8 @@ for (const [mode, sandbox] of Object.entries(sandboxes)) {
           ].join('\n'),
           timeoutSec: 30,
         });
-        assert.equal(result.error, null);
-        assert.equal(result.stdout, 'found: []\nFalse False\n');
+        expect(result.error).toBe(null);
+        expect(result.stdout).toBe('found: []\nFalse False\n');
       } finally {
         delete process.env.FAKE_SECRET_TOKEN;
       }
@@ -100,10 +99,10 @@ for (const [mode, sandbox] of Object.entries(sandboxes)) {
         code: `import subprocess\nsubprocess.Popen(["sleep", "${marker}"])\nprint("started", flush=True)\nwhile True:\n    pass`,
         timeoutSec: 1,
       });
-      assert.equal(result.limit, 'timeout');
-      assert.equal(result.error?.value, 'The step was stopped after 1 s (STEP_TIMEOUT_SEC).');
-      assert.equal(result.stdout, 'started\n');
-      assert.deepEqual(await waitUntilGone(marker), []);
+      expect(result.limit).toBe('timeout');
+      expect(result.error?.value).toBe('The step was stopped after 1 s (STEP_TIMEOUT_SEC).');
+      expect(result.stdout).toBe('started\n');
+      expect(await waitUntilGone(marker)).toStrictEqual([]);
     });
 
     test('code that ignores the timeout signal is killed by the controller (limit timeout)', async () => {
@@ -113,10 +112,10 @@ for (const [mode, sandbox] of Object.entries(sandboxes)) {
         code: `import signal, subprocess\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nsubprocess.Popen(["sleep", "${marker}"])\nprint("spinning", flush=True)\nwhile True:\n    pass`,
         timeoutSec: 1,
       });
-      assert.equal(result.limit, 'timeout');
-      assert.match(result.error!.value, /stopped after 1 s \(STEP_TIMEOUT_SEC\)/);
-      assert.equal(result.stdout, 'spinning\n');
-      assert.deepEqual(await waitUntilGone(marker), []);
+      expect(result.limit).toBe('timeout');
+      expect(result.error!.value).toMatch(/stopped after 1 s \(STEP_TIMEOUT_SEC\)/);
+      expect(result.stdout).toBe('spinning\n');
+      expect(await waitUntilGone(marker)).toStrictEqual([]);
     });
 
     test('aborting the signal kills the step tree and throws SandboxError cancelled', async () => {
@@ -131,10 +130,10 @@ for (const [mode, sandbox] of Object.entries(sandboxes)) {
       for (let attempt = 0; attempt < 100 && processesRunning(marker).length === 0; attempt += 1) {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
-      assert.equal(processesRunning(marker).length, 1);
+      expect(processesRunning(marker).length).toBe(1);
       controller.abort();
-      await assert.rejects(running, (error: unknown) => error instanceof SandboxError && error.code === 'cancelled');
-      assert.deepEqual(await waitUntilGone(marker), []);
+      await expect(running).rejects.toSatisfy((error: unknown) => error instanceof SandboxError && error.code === 'cancelled');
+      expect(await waitUntilGone(marker)).toStrictEqual([]);
     });
 
     test('a CPU hog ends with an error naming the CPU limit', async () => {
@@ -145,8 +144,8 @@ for (const [mode, sandbox] of Object.entries(sandboxes)) {
         logger: silentLogger,
       });
       const result = await cpuSandbox.run(newThread(), { language: 'python', code: 'while True:\n    pass', timeoutSec: 60 });
-      assert.equal(result.limit, 'cpu');
-      assert.match(result.error!.value, /SANDBOX_CPU_SEC=1/);
+      expect(result.limit).toBe('cpu');
+      expect(result.error!.value).toMatch(/SANDBOX_CPU_SEC=1/);
     });
 
     test('a runner killed by SIGKILL (as by the OOM killer) gives a memory-limit result, not a crash', async () => {
@@ -155,9 +154,9 @@ for (const [mode, sandbox] of Object.entries(sandboxes)) {
         code: 'import os, signal\nprint("about to die", flush=True)\nos.kill(os.getpid(), signal.SIGKILL)',
         timeoutSec: 30,
       });
-      assert.equal(result.limit, 'memory');
-      assert.match(result.error!.value, /SANDBOX_MEMORY_MB=1024/);
-      assert.equal(result.stdout, 'about to die\n');
+      expect(result.limit).toBe('memory');
+      expect(result.error!.value).toMatch(/SANDBOX_MEMORY_MB=1024/);
+      expect(result.stdout).toBe('about to die\n');
     });
   });
 }
@@ -165,10 +164,7 @@ for (const [mode, sandbox] of Object.entries(sandboxes)) {
 describe('LocalSandbox setup and failures', () => {
   test('refuses a workspace that is not local', async () => {
     const gcsWorkspace = { ...newThread(), location: { kind: 'gcs', bucket: 'b', prefix: 'p/' } } as unknown as Workspace;
-    await assert.rejects(
-      sandboxes.off.run(gcsWorkspace, { language: 'python', code: 'print(1)', timeoutSec: 5 }),
-      (error: unknown) => error instanceof SandboxError && error.code === 'unsupported_workspace',
-    );
+    await expect(sandboxes.off.run(gcsWorkspace, { language: 'python', code: 'print(1)', timeoutSec: 5 })).rejects.toSatisfy((error: unknown) => error instanceof SandboxError && error.code === 'unsupported_workspace');
   });
 
   test('a runner that crashes is a SandboxError runner_failed with the stderr tail in the message only', async () => {
@@ -176,34 +172,25 @@ describe('LocalSandbox setup and failures', () => {
     try {
       writeFileSync(join(runnerDir, 'runner.py'), 'import sys\nsys.stderr.write("runner exploded: detail\\n")\nsys.exit(3)\n');
       const sandbox = new LocalSandbox({ network: false, isolation: 'off', limits: LIMITS, logger: silentLogger, runnerDir });
-      await assert.rejects(
-        sandbox.run(newThread(), { language: 'python', code: 'print(1)', timeoutSec: 5 }),
-        (error: unknown) =>
+      await expect(sandbox.run(newThread(), { language: 'python', code: 'print(1)', timeoutSec: 5 })).rejects.toSatisfy((error: unknown) =>
           error instanceof SandboxError &&
           error.code === 'runner_failed' &&
           error.message.includes('runner exploded: detail') &&
-          !error.userMessage.includes('exploded'),
-      );
+          !error.userMessage.includes('exploded'));
     } finally {
       rmSync(runnerDir, { recursive: true, force: true });
     }
   });
 
   test('SANDBOX_PYTHON that cannot run the runner stops start-up with a clear message', () => {
-    assert.throws(
-      () => new LocalSandbox({ python: '/nonexistent/python3', network: false, isolation: 'off', limits: LIMITS, logger: silentLogger }),
-      (error: unknown) => error instanceof SandboxError && error.code === 'start_failed' && /SANDBOX_PYTHON/.test(error.message),
-    );
+    expect(() => { try { (() => new LocalSandbox({ python: '/nonexistent/python3', network: false, isolation: 'off', limits: LIMITS, logger: silentLogger }))(); } catch (error) { return ((error: unknown) => error instanceof SandboxError && error.code === 'start_failed' && /SANDBOX_PYTHON/.test(error.message))(error); } throw new Error('expected a throw'); }).not.toThrow();
   });
 
   test('without a usable bwrap: required refuses to start, auto warns once and runs unisolated', async () => {
     const savedPath = process.env.PATH;
     process.env.PATH = '/nonexistent'; // bwrap is looked up on PATH
     try {
-      assert.throws(
-        () => new LocalSandbox({ python: '/usr/bin/python3', network: false, isolation: 'required', limits: LIMITS, logger: silentLogger }),
-        (error: unknown) => error instanceof SandboxError && /SANDBOX_ISOLATION=required/.test(error.message) && /bubblewrap/.test(error.message),
-      );
+      expect(() => { try { (() => new LocalSandbox({ python: '/usr/bin/python3', network: false, isolation: 'required', limits: LIMITS, logger: silentLogger }))(); } catch (error) { return ((error: unknown) => error instanceof SandboxError && /SANDBOX_ISOLATION=required/.test(error.message) && /bubblewrap/.test(error.message))(error); } throw new Error('expected a throw'); }).not.toThrow();
       const lines: string[] = [];
       const sandbox = new LocalSandbox({
         python: '/usr/bin/python3',
@@ -213,11 +200,11 @@ describe('LocalSandbox setup and failures', () => {
         logger: createLogger({ write: (line) => lines.push(line) }),
       });
       const warnings = lines.map((line) => JSON.parse(line) as { severity: string; message: string }).filter((line) => line.severity === 'WARNING');
-      assert.equal(warnings.filter((line) => /NOT isolated/.test(line.message)).length, 1);
-      assert.match(sandbox.describeIsolation(), /NOT isolated/);
+      expect(warnings.filter((line) => /NOT isolated/.test(line.message)).length).toBe(1);
+      expect(sandbox.describeIsolation()).toMatch(/NOT isolated/);
       process.env.PATH = savedPath;
       const result = await sandbox.run(newThread(), { language: 'python', code: 'print("plain")', timeoutSec: 30 });
-      assert.equal(result.stdout, 'plain\n');
+      expect(result.stdout).toBe('plain\n');
     } finally {
       process.env.PATH = savedPath;
     }
@@ -228,17 +215,14 @@ describe('LocalSandbox setup and failures', () => {
     const elsewhere = mkdtempSync(join(tmpdir(), 'elsewhere-'));
     try {
       // The runner cannot write its result through the code's symlink: that step fails as infrastructure.
-      await assert.rejects(
-        sandboxes.off.run(workspace, {
+      await expect(sandboxes.off.run(workspace, {
           language: 'python',
           code: `import os, shutil\nshutil.rmtree(".oi/steps", ignore_errors=True)\nos.symlink(${JSON.stringify(elsewhere)}, ".oi/steps")`,
           timeoutSec: 30,
-        }),
-        (error: unknown) => error instanceof SandboxError && error.code === 'runner_failed',
-      );
+        })).rejects.toSatisfy((error: unknown) => error instanceof SandboxError && error.code === 'runner_failed');
       const result = await sandboxes.off.run(workspace, { language: 'python', code: 'print("ok")', timeoutSec: 30 });
-      assert.equal(result.stdout, 'ok\n');
-      assert.deepEqual(readdirSync(elsewhere), []);
+      expect(result.stdout).toBe('ok\n');
+      expect(readdirSync(elsewhere)).toStrictEqual([]);
     } finally {
       rmSync(elsewhere, { recursive: true, force: true });
     }
@@ -246,6 +230,6 @@ describe('LocalSandbox setup and failures', () => {
 });
 
 // Makes sure nothing of ours is left running if a test failed half-way.
-after(async () => {
+afterAll(async () => {
   await Promise.all(Object.values(sandboxes).map((sandbox) => sandbox.close()));
 });

@@ -1,8 +1,7 @@
-import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { expect, test } from 'vitest';
 import { LocalWorkspaceStore, type LocalWorkspace } from '../controller/workspace/local-workspace.js';
 import { UnsafePathError, FileNotFoundError } from '../controller/workspace/workspace.js';
 import { workspaceContract } from './helpers/workspace-contract.js';
@@ -20,18 +19,18 @@ test('LocalWorkspace never follows a symlink out of the workspace', async () => 
   await symlink(outside, join(workspace.root, 'link.txt'));
   await symlink('/etc', join(workspace.root, 'etc-dir'));
   await mkdir(join(workspace.root, 'sub'));
-  assert.deepEqual((await workspace.list()).map((entry) => entry.path), ['real.txt']);
-  await assert.rejects(workspace.read('link.txt'), FileNotFoundError);
-  await assert.rejects(workspace.read('etc-dir/passwd'), UnsafePathError);
-  await assert.rejects(workspace.write('etc-dir/evil', 'x'), UnsafePathError);
-  await assert.rejects(workspace.write('link.txt', 'overwrite'), UnsafePathError);
-  assert.equal(await workspace.stat('link.txt'), undefined);
+  expect((await workspace.list()).map((entry) => entry.path)).toStrictEqual(['real.txt']);
+  await expect(workspace.read('link.txt')).rejects.toThrow(FileNotFoundError);
+  await expect(workspace.read('etc-dir/passwd')).rejects.toThrow(UnsafePathError);
+  await expect(workspace.write('etc-dir/evil', 'x')).rejects.toThrow(UnsafePathError);
+  await expect(workspace.write('link.txt', 'overwrite')).rejects.toThrow(UnsafePathError);
+  expect(await workspace.stat('link.txt')).toBe(undefined);
 });
 
 test('LocalWorkspace keeps history outside the workspace folder', async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'oi-ws-'));
   const workspace = new LocalWorkspaceStore(dataDir).open(thread) as LocalWorkspace;
   await workspace.writeState('messages', [], null);
-  assert.equal(workspace.root, join(dataDir, 'workspaces', 'T1', 'C1', '1.2'));
-  assert.equal(workspace.stateDir, join(dataDir, 'threads', 'T1', 'C1', '1.2'));
+  expect(workspace.root).toBe(join(dataDir, 'workspaces', 'T1', 'C1', '1.2'));
+  expect(workspace.stateDir).toBe(join(dataDir, 'threads', 'T1', 'C1', '1.2'));
 });

@@ -1,9 +1,8 @@
-import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { HistoryMessage } from '../controller/agent/history.js';
 import { buildNotebook, validateNotebookStructure } from '../controller/notebook.js';
 import type { Workspace } from '../controller/workspace/workspace.js';
@@ -16,13 +15,13 @@ const SYSTEM_PYTHON = '/usr/bin/python3';
 let dataDir: string;
 let workspace: Workspace;
 
-before(async () => {
+beforeAll(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'notebook-test-'));
   workspace = new LocalWorkspaceStore(dataDir).open({ team: 'T1', channel: 'C1', threadTs: '1700000000.000100' });
   await workspace.write('figure_1.png', PNG);
 });
 
-after(async () => {
+afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
@@ -70,17 +69,17 @@ function joined(source: unknown): string {
 test('a realistic history becomes the right cells, in order, with their outputs', async () => {
   const buffer = await buildNotebook(history, workspace, { title: 'Sales analysis' });
   const notebook = JSON.parse(buffer.toString('utf8'));
-  assert.deepEqual(validateNotebookStructure(notebook), []);
-  assert.equal(notebook.nbformat, 4);
-  assert.equal(notebook.nbformat_minor, 5);
-  assert.equal(notebook.metadata.kernelspec.name, 'python3');
-  assert.equal(notebook.metadata.language_info.name, 'python');
+  expect(validateNotebookStructure(notebook)).toStrictEqual([]);
+  expect(notebook.nbformat).toBe(4);
+  expect(notebook.nbformat_minor).toBe(5);
+  expect(notebook.metadata.kernelspec.name).toBe('python3');
+  expect(notebook.metadata.language_info.name).toBe('python');
 
   const cells = notebook.cells;
   const summary = cells.map((cell: { cell_type: string; execution_count?: number | null }) =>
     cell.cell_type === 'code' ? `code:${cell.execution_count}` : 'markdown',
   );
-  assert.deepEqual(summary, [
+  expect(summary).toStrictEqual([
     'markdown', // title
     'markdown', // first question
     'markdown', // "Let me load the data."
@@ -96,26 +95,26 @@ test('a realistic history becomes the right cells, in order, with their outputs'
     'code:null', // not run
     'markdown',
   ]);
-  assert.equal(new Set(cells.map((cell: { id: string }) => cell.id)).size, cells.length);
+  expect(new Set(cells.map((cell: { id: string }) => cell.id)).size).toBe(cells.length);
 
-  assert.match(joined(cells[0].source), /^# Sales analysis\n/);
-  assert.match(joined(cells[1].source), /What is the average amount\?/);
-  assert.equal(joined(cells[2].source), 'Let me load the data.');
+  expect(joined(cells[0].source)).toMatch(/^# Sales analysis\n/);
+  expect(joined(cells[1].source)).toMatch(/What is the average amount\?/);
+  expect(joined(cells[2].source)).toBe('Let me load the data.');
 
   // Sources are arrays of lines that keep their newlines.
-  assert.deepEqual(cells[3].source, ['import pandas as pd\n', "df = pd.read_csv('sales.csv')\n", 'print(len(df))']);
-  assert.deepEqual(cells[3].outputs, [{ output_type: 'stream', name: 'stdout', text: ['3\n'] }]);
+  expect(cells[3].source).toStrictEqual(['import pandas as pd\n', "df = pd.read_csv('sales.csv')\n", 'print(len(df))']);
+  expect(cells[3].outputs).toStrictEqual([{ output_type: 'stream', name: 'stdout', text: ['3\n'] }]);
 
   const [stdout, figure, missing, ...rest] = cells[4].outputs;
-  assert.deepEqual(stdout, { output_type: 'stream', name: 'stdout', text: ['2.0\n', 'mean done\n'] });
-  assert.equal(figure.output_type, 'display_data');
-  assert.deepEqual(Buffer.from(figure.data['image/png'], 'base64'), PNG);
-  assert.equal(missing.output_type, 'display_data');
-  assert.equal(missing.data['image/png'], undefined);
-  assert.match(missing.data['text/plain'], /figure_gone\.png is no longer in the workspace/);
-  assert.deepEqual(rest, []);
+  expect(stdout).toStrictEqual({ output_type: 'stream', name: 'stdout', text: ['2.0\n', 'mean done\n'] });
+  expect(figure.output_type).toBe('display_data');
+  expect(Buffer.from(figure.data['image/png'], 'base64')).toStrictEqual(PNG);
+  expect(missing.output_type).toBe('display_data');
+  expect(missing.data['image/png']).toBe(undefined);
+  expect(missing.data['text/plain']).toMatch(/figure_gone\.png is no longer in the workspace/);
+  expect(rest).toStrictEqual([]);
 
-  assert.deepEqual(cells[5].outputs, [
+  expect(cells[5].outputs).toStrictEqual([
     {
       output_type: 'error',
       ename: 'KeyError',
@@ -124,26 +123,26 @@ test('a realistic history becomes the right cells, in order, with their outputs'
     },
   ]);
 
-  assert.equal(joined(cells[6].source), '%%bash\nls -1');
-  assert.deepEqual(cells[6].outputs, [{ output_type: 'stream', name: 'stdout', text: ['figure_1.png\n', 'sales.csv\n'] }]);
+  expect(joined(cells[6].source)).toBe('%%bash\nls -1');
+  expect(cells[6].outputs).toStrictEqual([{ output_type: 'stream', name: 'stdout', text: ['figure_1.png\n', 'sales.csv\n'] }]);
 
-  assert.equal(joined(cells[7].source), '**Answer:**\n\nThe average amount is **2.0**.');
-  assert.match(joined(cells[8].source), /Now train a big model/);
-  assert.deepEqual(cells[9].outputs, [{ output_type: 'stream', name: 'stderr', text: ['UserWarning: slow\n'] }]);
+  expect(joined(cells[7].source)).toBe('**Answer:**\n\nThe average amount is **2.0**.');
+  expect(joined(cells[8].source)).toMatch(/Now train a big model/);
+  expect(cells[9].outputs).toStrictEqual([{ output_type: 'stream', name: 'stderr', text: ['UserWarning: slow\n'] }]);
 
-  assert.equal(joined(cells[10].source), 'train()');
-  assert.deepEqual(cells[10].outputs, []);
-  assert.match(joined(cells[11].source), /stopped this step before it finished/);
-  assert.equal(joined(cells[12].source), 'report()');
-  assert.match(joined(cells[13].source), /Not run: the turn ended \(cancelled\)/);
+  expect(joined(cells[10].source)).toBe('train()');
+  expect(cells[10].outputs).toStrictEqual([]);
+  expect(joined(cells[11].source)).toMatch(/stopped this step before it finished/);
+  expect(joined(cells[12].source)).toBe('report()');
+  expect(joined(cells[13].source)).toMatch(/Not run: the turn ended \(cancelled\)/);
 });
 
 test('an empty history gives a notebook with only the title cell', async () => {
   const notebook = JSON.parse((await buildNotebook([], workspace, { title: 'Nothing yet' })).toString('utf8'));
-  assert.deepEqual(validateNotebookStructure(notebook), []);
-  assert.equal(notebook.cells.length, 1);
-  assert.equal(notebook.cells[0].cell_type, 'markdown');
-  assert.match(joined(notebook.cells[0].source), /^# Nothing yet/);
+  expect(validateNotebookStructure(notebook)).toStrictEqual([]);
+  expect(notebook.cells.length).toBe(1);
+  expect(notebook.cells[0].cell_type).toBe('markdown');
+  expect(joined(notebook.cells[0].source)).toMatch(/^# Nothing yet/);
 });
 
 /** Broken variants of a good notebook: each must be refused by our check (and by nbformat, below). */
@@ -173,17 +172,17 @@ function brokenVariants(good: Record<string, unknown>): Array<[string, unknown]>
 
 test('validateNotebookStructure catches real mistakes', async () => {
   const good = JSON.parse((await buildNotebook(history, workspace)).toString('utf8'));
-  assert.deepEqual(validateNotebookStructure(good), []);
-  assert.notDeepEqual(validateNotebookStructure(null), []);
+  expect(validateNotebookStructure(good)).toStrictEqual([]);
+  expect(validateNotebookStructure(null)).not.toStrictEqual([]);
   for (const [name, notebook] of brokenVariants(good)) {
-    assert.notDeepEqual(validateNotebookStructure(notebook), [], `not caught: ${name}`);
+    expect(validateNotebookStructure(notebook), `not caught: ${name}`).not.toStrictEqual([]);
   }
 });
 
 const nbformatCheck = spawnSync(SYSTEM_PYTHON, ['-c', 'import nbformat'], { encoding: 'utf8' });
 const nbformatMissing = nbformatCheck.status === 0 ? false : 'nbformat is not installed for /usr/bin/python3 (apt-get install python3-nbformat)';
 
-test('the real nbformat library accepts the notebook and rejects the broken variants', { skip: nbformatMissing }, async () => {
+test.skipIf(Boolean(nbformatMissing))('the real nbformat library accepts the notebook and rejects the broken variants', async () => {
   const good = JSON.parse((await buildNotebook(history, workspace)).toString('utf8'));
   const empty = JSON.parse((await buildNotebook([], workspace)).toString('utf8'));
   const variants = brokenVariants(good);
@@ -202,9 +201,9 @@ test('the real nbformat library accepts the notebook and rejects the broken vari
     input: JSON.stringify([good, empty, ...variants.map(([, notebook]) => notebook)]),
     encoding: 'utf8',
   });
-  assert.equal(run.status, 0, run.stderr);
+  expect(run.status, run.stderr).toBe(0);
   const results = JSON.parse(run.stdout) as string[];
-  assert.equal(results[0], 'valid', 'the exported notebook');
-  assert.equal(results[1], 'valid', 'the empty notebook');
-  variants.forEach(([name], index) => assert.match(results[index + 2]!, /^invalid/, `nbformat accepted: ${name}`));
+  expect(results[0], 'the exported notebook').toBe('valid');
+  expect(results[1], 'the empty notebook').toBe('valid');
+  variants.forEach(([name], index) => expect(results[index + 2]!, `nbformat accepted: ${name}`).toMatch(/^invalid/));
 });

@@ -1,10 +1,9 @@
-import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { lstat, mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, afterEach, beforeEach, describe, it } from 'node:test';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Storage } from '@google-cloud/storage';
 import { appendHistory, loadHistory } from '../controller/agent/history.js';
 import { silentLogger } from '../controller/logger.js';
@@ -89,56 +88,56 @@ describe('retention command, local storage', () => {
 
   it('removes the old thread (files and history) and keeps the fresh one', async () => {
     const result = await runCli(['--days', '7'], { DATA_DIR: dataDir });
-    assert.equal(result.code, 0, result.stderr);
+    expect(result.code, result.stderr).toBe(0);
     const lines = jsonLines(result.stdout);
-    assert.deepEqual(lines[0], { action: 'removed', thread: OLD_PATH });
-    assert.equal(lines[1]!.action, 'summary');
-    assert.equal(lines[1]!.removed, 1);
-    assert.equal(lines.length, 2);
+    expect(lines[0]).toStrictEqual({ action: 'removed', thread: OLD_PATH });
+    expect(lines[1]!.action).toBe('summary');
+    expect(lines[1]!.removed).toBe(1);
+    expect(lines.length).toBe(2);
 
-    assert.equal(existsSync(join(dataDir, 'workspaces', OLD_PATH)), false);
-    assert.equal(existsSync(join(dataDir, 'threads', OLD_PATH)), false);
-    assert.deepEqual(await loadHistory(store.open(oldThread)), []);
-    assert.deepEqual(await store.open(oldThread).list({ includeInternal: true }), []);
+    expect(existsSync(join(dataDir, 'workspaces', OLD_PATH))).toBe(false);
+    expect(existsSync(join(dataDir, 'threads', OLD_PATH))).toBe(false);
+    expect(await loadHistory(store.open(oldThread))).toStrictEqual([]);
+    expect(await store.open(oldThread).list({ includeInternal: true })).toStrictEqual([]);
 
     const fresh = store.open(freshThread);
-    assert.deepEqual((await fresh.list()).map((entry) => entry.path), ['charts/figure_1.png', 'sales.csv']);
-    assert.equal((await loadHistory(fresh)).length, 2);
+    expect((await fresh.list()).map((entry) => entry.path)).toStrictEqual(['charts/figure_1.png', 'sales.csv']);
+    expect((await loadHistory(fresh)).length).toBe(2);
   });
 
   it('takes the age from RETENTION_DAYS, and a longer age keeps both threads', async () => {
     const keep = await runCli([], { DATA_DIR: dataDir, RETENTION_DAYS: '60' });
-    assert.equal(keep.code, 0, keep.stderr);
-    assert.deepEqual(jsonLines(keep.stdout).map((line) => line.action), ['summary']);
-    assert.equal(existsSync(join(dataDir, 'threads', OLD_PATH, 'messages.json')), true);
+    expect(keep.code, keep.stderr).toBe(0);
+    expect(jsonLines(keep.stdout).map((line) => line.action)).toStrictEqual(['summary']);
+    expect(existsSync(join(dataDir, 'threads', OLD_PATH, 'messages.json'))).toBe(true);
 
     // --days wins over RETENTION_DAYS.
     const remove = await runCli(['--days=7'], { DATA_DIR: dataDir, RETENTION_DAYS: '60' });
-    assert.equal(remove.code, 0, remove.stderr);
-    assert.equal(existsSync(join(dataDir, 'threads', OLD_PATH)), false);
+    expect(remove.code, remove.stderr).toBe(0);
+    expect(existsSync(join(dataDir, 'threads', OLD_PATH))).toBe(false);
   });
 
   it('a dry run lists the old thread and removes nothing', async () => {
     const result = await runCli(['--days', '7', '--dry-run'], { DATA_DIR: dataDir });
-    assert.equal(result.code, 0, result.stderr);
+    expect(result.code, result.stderr).toBe(0);
     const lines = jsonLines(result.stdout);
-    assert.deepEqual(lines[0], { action: 'would_remove', thread: OLD_PATH });
-    assert.equal(lines[1]!.dryRun, true);
-    assert.equal(lines[1]!.wouldRemove, 1);
-    assert.equal((await store.open(oldThread).list({ includeInternal: true })).length, 3);
-    assert.equal((await loadHistory(store.open(oldThread))).length, 2);
+    expect(lines[0]).toStrictEqual({ action: 'would_remove', thread: OLD_PATH });
+    expect(lines[1]!.dryRun).toBe(true);
+    expect(lines[1]!.wouldRemove).toBe(1);
+    expect((await store.open(oldThread).list({ includeInternal: true })).length).toBe(3);
+    expect((await loadHistory(store.open(oldThread))).length).toBe(2);
   });
 
   it('without RETENTION_DAYS or --days it exits non-zero with a clear message and removes nothing', async () => {
     const result = await runCli([], { DATA_DIR: dataDir });
-    assert.notEqual(result.code, 0);
-    assert.equal(result.stdout, '');
-    assert.match(result.stderr, /set RETENTION_DAYS or pass --days N/);
-    assert.equal(existsSync(join(dataDir, 'threads', OLD_PATH, 'messages.json')), true);
+    expect(result.code).not.toBe(0);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toMatch(/set RETENTION_DAYS or pass --days N/);
+    expect(existsSync(join(dataDir, 'threads', OLD_PATH, 'messages.json'))).toBe(true);
 
     const bad = await runCli(['--days', 'soon'], { DATA_DIR: dataDir });
-    assert.notEqual(bad.code, 0);
-    assert.match(bad.stderr, /--days needs a whole number of days/);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--days needs a whole number of days/);
   });
 });
 
@@ -161,40 +160,40 @@ describe('retention command, GCS storage (fake GCS on 127.0.0.1)', () => {
       if (name.includes(OLD_PATH)) object.updated = new Date(Date.now() - 30 * DAY_MS);
     }
   });
-  after(async () => {
+  afterAll(async () => {
     await fake.close();
-    assert.deepEqual(fake.unexpected, [], 'the fake saw requests it does not understand');
+    expect(fake.unexpected, 'the fake saw requests it does not understand').toStrictEqual([]);
   });
 
   const threadsIn = () => [...new Set(fake.names(BUCKET).map((name) => name.split('/').slice(1, 4).join('/')))].sort();
 
   it('removes the old thread and keeps the fresh one', async () => {
     const result = await runCli(['--days', '7'], env);
-    assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual(jsonLines(result.stdout)[0], { action: 'removed', thread: OLD_PATH });
-    assert.deepEqual(threadsIn(), [FRESH_PATH]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(jsonLines(result.stdout)[0]).toStrictEqual({ action: 'removed', thread: OLD_PATH });
+    expect(threadsIn()).toStrictEqual([FRESH_PATH]);
   });
 
   it('a dry run removes nothing', async () => {
     const before = fake.names(BUCKET);
     const result = await runCli(['--days', '7', '--dry-run'], env);
-    assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual(jsonLines(result.stdout)[0], { action: 'would_remove', thread: OLD_PATH });
-    assert.deepEqual(fake.names(BUCKET), before);
-    assert.deepEqual(threadsIn(), [OLD_PATH, FRESH_PATH]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(jsonLines(result.stdout)[0]).toStrictEqual({ action: 'would_remove', thread: OLD_PATH });
+    expect(fake.names(BUCKET)).toStrictEqual(before);
+    expect(threadsIn()).toStrictEqual([OLD_PATH, FRESH_PATH]);
   });
 });
 
 describe('retention arguments', () => {
   it('parses --days, --days=, --dry-run and refuses the rest', () => {
-    assert.deepEqual(parseRetentionArguments(['--days', '7', '--dry-run']), { days: 7, dryRun: true, help: false });
-    assert.deepEqual(parseRetentionArguments(['--days=30']), { days: 30, dryRun: false, help: false });
-    assert.throws(() => parseRetentionArguments(['--days']), RetentionUsageError);
-    assert.throws(() => parseRetentionArguments(['--days', '0']), RetentionUsageError);
-    assert.throws(() => parseRetentionArguments(['--days', '1.5']), RetentionUsageError);
-    assert.throws(() => parseRetentionArguments(['--force']), /unknown argument "--force"/);
-    assert.equal(retentionDays(3, 60), 3);
-    assert.equal(retentionDays(undefined, 60), 60);
-    assert.throws(() => retentionDays(undefined, undefined), /RETENTION_DAYS/);
+    expect(parseRetentionArguments(['--days', '7', '--dry-run'])).toStrictEqual({ days: 7, dryRun: true, help: false });
+    expect(parseRetentionArguments(['--days=30'])).toStrictEqual({ days: 30, dryRun: false, help: false });
+    expect(() => parseRetentionArguments(['--days'])).toThrow(RetentionUsageError);
+    expect(() => parseRetentionArguments(['--days', '0'])).toThrow(RetentionUsageError);
+    expect(() => parseRetentionArguments(['--days', '1.5'])).toThrow(RetentionUsageError);
+    expect(() => parseRetentionArguments(['--force'])).toThrow(/unknown argument "--force"/);
+    expect(retentionDays(3, 60)).toBe(3);
+    expect(retentionDays(undefined, 60)).toBe(60);
+    expect(() => retentionDays(undefined, undefined)).toThrow(/RETENTION_DAYS/);
   });
 });

@@ -1,11 +1,10 @@
-import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
 
 // The parts of the sandbox image that run without Cloud Run: the token broker gcsfuse reads its
@@ -37,13 +36,13 @@ describe('sandbox image', () => {
     });
     try {
       for (let attempt = 0; attempt < 200 && !existsSync(socketPath); attempt++) await new Promise((resolve) => setTimeout(resolve, 25));
-      assert.equal(statSync(socketPath).mode & 0o777, 0o600);
+      expect(statSync(socketPath).mode & 0o777).toBe(0o600);
       const { status, body } = await getJson(socketPath);
-      assert.equal(status, 200);
-      assert.equal(body.access_token, 'ya29.downscoped');
-      assert.equal(body.token_type, 'Bearer');
-      assert.ok(typeof body.expires_in === 'number' && body.expires_in > 500 && body.expires_in <= 600);
-      assert.equal(Date.parse(String(body.expiry)), expiresAt * 1000);
+      expect(status).toBe(200);
+      expect(body.access_token).toBe('ya29.downscoped');
+      expect(body.token_type).toBe('Bearer');
+      expect(typeof body.expires_in === 'number' && body.expires_in > 500 && body.expires_in <= 600).toBeTruthy();
+      expect(Date.parse(String(body.expiry))).toBe(expiresAt * 1000);
     } finally {
       broker.kill();
       await rm(dir, { recursive: true, force: true });
@@ -52,8 +51,8 @@ describe('sandbox image', () => {
 
   it('token_broker.py refuses to start without a token', () => {
     const result = spawnSync(python, [join(imageDir, 'token_broker.py'), '/tmp/unused.sock'], { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8' });
-    assert.notEqual(result.status, 0);
-    assert.match(result.stderr, /OI_TOKEN is not set/);
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toMatch(/OI_TOKEN is not set/);
   });
 
   it('entrypoint.sh refuses malformed overrides before touching anything', () => {
@@ -69,8 +68,8 @@ describe('sandbox image', () => {
     ];
     for (const [env, message] of cases) {
       const result = spawnSync('/bin/bash', [join(imageDir, 'entrypoint.sh')], { env: { PATH: '/usr/bin:/bin', ...env }, encoding: 'utf8' });
-      assert.notEqual(result.status, 0, JSON.stringify(env));
-      assert.match(result.stderr, message, JSON.stringify(env));
+      expect(result.status, JSON.stringify(env)).not.toBe(0);
+      expect(result.stderr, JSON.stringify(env)).toMatch(message);
     }
   });
 });

@@ -1,5 +1,4 @@
-import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, expect, test } from 'vitest';
 import { FakeOpenAI } from './fakes/fake-openai.js';
 import { FakeSlack } from './fakes/fake-slack.js';
 import { FakeSocketMode } from './fakes/fake-socket-mode.js';
@@ -13,7 +12,7 @@ let slack: FakeSlack;
 let ai: FakeOpenAI;
 let bot: BotProcess;
 
-before(async () => {
+beforeAll(async () => {
   socket = await new FakeSocketMode(APP_TOKEN).start();
   slack = await new FakeSlack({ botToken: BOT_TOKEN, botUserId: BOT_USER, teamId: TEAM, socketMode: { appToken: APP_TOKEN, url: () => socket.url } }).start();
   ai = await new FakeOpenAI({ apiKey: OPENAI_KEY }).start();
@@ -22,7 +21,7 @@ before(async () => {
   bot = await startBot({ slackApiUrl: slack.apiUrl, openaiBaseUrl: ai.baseUrl, env: { SLACK_APP_TOKEN: APP_TOKEN, SLACK_SIGNING_SECRET: '' } });
   await socket.waitForConnection();
 });
-after(async () => {
+afterAll(async () => {
   await bot?.stop();
   await Promise.all([socket?.close(), slack?.close(), ai?.close()]);
 });
@@ -32,7 +31,7 @@ test('with SLACK_APP_TOKEN the bot takes mentions over Socket Mode, acks them an
   const event = mentionEvent({ channel: 'C9', user: 'U1', text: mentionText(BOT_USER, 'run: print(7 * 6)'), ts });
   await socket.sendEvent({ type: 'event_callback', team_id: TEAM, api_app_id: 'A1', event, event_id: 'EvSocket1', event_time: 1 });
   const answer = await slack.waitFor((fake) => fake.botMessagesIn('C9', ts).find((message) => /Result:/.test(message.text ?? ''))?.text, 20_000);
-  assert.match(answer, /42/);
-  assert.equal(slack.callsTo('apps.connections.open').length >= 1, true);
-  assert.ok(!bot.output().includes(APP_TOKEN), 'the app token is not logged');
+  expect(answer).toMatch(/42/);
+  expect(slack.callsTo('apps.connections.open').length >= 1).toBe(true);
+  expect(!bot.output().includes(APP_TOKEN), 'the app token is not logged').toBeTruthy();
 });

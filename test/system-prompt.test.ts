@@ -1,10 +1,9 @@
-import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { expect, test } from 'vitest';
 import { parseRequirements, preinstalledLibraries } from '../controller/agent/requirements.js';
 import { buildSystemPrompt } from '../controller/agent/system-prompt.js';
 
 test('requirements are parsed without versions, extras or comments', () => {
-  assert.deepEqual(parseRequirements('# c\npandas==2.2.3\nnumpy>=2 # fast\n\nrequests[socks]\n-r other.txt\nPyMuPDF ; python_version > "3"\n'), [
+  expect(parseRequirements('# c\npandas==2.2.3\nnumpy>=2 # fast\n\nrequests[socks]\n-r other.txt\nPyMuPDF ; python_version > "3"\n')).toStrictEqual([
     'pandas',
     'numpy',
     'requests',
@@ -15,11 +14,11 @@ test('requirements are parsed without versions, extras or comments', () => {
 test('the system prompt names every preinstalled library and the working directory', () => {
   const libraries = preinstalledLibraries();
   for (const name of ['pandas', 'matplotlib', 'scikit-learn', 'yfinance', 'PyMuPDF', 'weasyprint', 'easyocr']) {
-    assert.ok(libraries.includes(name), `${name} is in sandbox-image/requirements.txt`);
+    expect(libraries.includes(name), `${name} is in sandbox-image/requirements.txt`).toBeTruthy();
   }
   const prompt = buildSystemPrompt({ libraries, maxSteps: 7, stepTimeoutSec: 30, network: false });
-  for (const name of libraries) assert.ok(prompt.includes(name), `${name} is in the prompt`);
-  assert.match(prompt, /working directory is this thread's workspace/);
-  assert.match(prompt, /at most 7 steps/);
-  assert.match(prompt, /no network access/);
+  for (const name of libraries) expect(prompt.includes(name), `${name} is in the prompt`).toBeTruthy();
+  expect(prompt).toMatch(/working directory is this thread's workspace/);
+  expect(prompt).toMatch(/at most 7 steps/);
+  expect(prompt).toMatch(/no network access/);
 });

@@ -2,11 +2,11 @@
  * Upload preview (issue 7): the real LocalSandbox runs the real runner.py on real Python (with pandas) and
  * describes uploaded tables, leaving the thread's Python state and files as they were.
  */
-import assert from 'node:assert/strict';
+
 import { mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createLogger, silentLogger } from '../controller/logger.js';
 import { LocalSandbox } from '../controller/sandbox/local-sandbox.js';
 import { previewUploads } from '../controller/slack/upload-preview.js';
@@ -20,11 +20,11 @@ describe('previewUploads', () => {
   let store: LocalWorkspaceStore;
   let threadCounter = 0;
 
-  before(async () => {
+  beforeAll(async () => {
     sandbox = new LocalSandbox({ network: false, isolation: 'auto', logger: silentLogger });
     store = new LocalWorkspaceStore(await mkdtemp(join(tmpdir(), 'oi-preview-')));
   });
-  after(() => sandbox.close?.());
+  afterAll(() => sandbox.close?.());
 
   const newWorkspace = () => store.open({ team: 'T1', channel: 'C1', threadTs: `1700000300.${String(++threadCounter).padStart(6, '0')}` }) as LocalWorkspace;
   const run = (workspace: LocalWorkspace, code: string) => sandbox.run(workspace, { language: 'python', code, timeoutSec: 60 });
@@ -39,7 +39,7 @@ describe('previewUploads', () => {
     await workspace.write('notes.txt', 'not a table');
     await workspace.write('broken.xlsx', 'this is not a workbook');
     const before = await run(workspace, 'kept = 41');
-    assert.equal(before.error, null);
+    expect(before.error).toBe(null);
     const filesBefore = (await workspace.list()).map((entry) => entry.path);
 
     const text = await previewUploads({
@@ -49,17 +49,17 @@ describe('previewUploads', () => {
       timeoutSec: 60,
       logger,
     });
-    assert.match(text, /^A first look at the uploaded tables/, logLines.join('\n'));
-    assert.match(text, /sales\.csv: 3 rows x 3 columns\n {2}columns: date \(object\), region \(object\), amount \(float64\)/);
-    assert.match(text, /counts\.tsv: 2 rows x 2 columns \(separator '\\t'\)\n {2}columns: name \(object\), count \(int64\)/);
-    assert.match(text, /japan\.csv: 1 rows x 2 columns \(separator ';'; encoding 'cp932': pass encoding='cp932' to pandas\)\n {2}columns: 名前 \(object\), 値 \(int64\)/);
-    assert.match(text, /broken\.xlsx: could not read it as a table \(/);
-    assert.doesNotMatch(text, /notes\.txt/);
+    expect(text, logLines.join('\n')).toMatch(/^A first look at the uploaded tables/);
+    expect(text).toMatch(/sales\.csv: 3 rows x 3 columns\n {2}columns: date \(object\), region \(object\), amount \(float64\)/);
+    expect(text).toMatch(/counts\.tsv: 2 rows x 2 columns \(separator '\\t'\)\n {2}columns: name \(object\), count \(int64\)/);
+    expect(text).toMatch(/japan\.csv: 1 rows x 2 columns \(separator ';'; encoding 'cp932': pass encoding='cp932' to pandas\)\n {2}columns: 名前 \(object\), 値 \(int64\)/);
+    expect(text).toMatch(/broken\.xlsx: could not read it as a table \(/);
+    expect(text).not.toMatch(/notes\.txt/);
 
     const after = await run(workspace, "print(kept + 1, sorted(name for name in globals() if not name.startswith('__')))");
-    assert.equal(after.error, null);
-    assert.equal(after.stdout.trim(), "42 ['kept']", 'the preview left no names in the thread');
-    assert.deepEqual((await workspace.list()).map((entry) => entry.path), filesBefore, 'the preview created no files');
+    expect(after.error).toBe(null);
+    expect(after.stdout.trim(), 'the preview left no names in the thread').toBe("42 ['kept']");
+    expect((await workspace.list()).map((entry) => entry.path), 'the preview created no files').toStrictEqual(filesBefore);
   });
 
   test('a large CSV gets its full row count with types from a sample', async () => {
@@ -69,20 +69,20 @@ describe('previewUploads', () => {
     for (let index = 0; index < rows; index++) lines.push(`${index},${index * 0.5},"item, ${index}"`);
     await workspace.write('big.csv', lines.join('\n') + '\n');
     const text = await previewUploads({ sandbox, workspace, paths: ['big.csv'], timeoutSec: 60, logger });
-    assert.match(text, /big\.csv: 25000 rows x 3 columns \(types inferred from the first 10000 rows\)/);
-    assert.match(text, /columns: id \(int64\), value \(float64\), label \(object\)/);
+    expect(text).toMatch(/big\.csv: 25000 rows x 3 columns \(types inferred from the first 10000 rows\)/);
+    expect(text).toMatch(/columns: id \(int64\), value \(float64\), label \(object\)/);
   });
 
   test('nothing tabular runs no step; a step that cannot run gives an empty preview instead of an error', async () => {
     const workspace = newWorkspace();
     await workspace.write('photo.png', 'png');
-    assert.equal(await previewUploads({ sandbox, workspace, paths: ['photo.png', 'doc.pdf'], timeoutSec: 60, logger: silentLogger }), '');
-    assert.equal(await steps(workspace), 0, 'no sandbox step for non-tabular files');
+    expect(await previewUploads({ sandbox, workspace, paths: ['photo.png', 'doc.pdf'], timeoutSec: 60, logger: silentLogger })).toBe('');
+    expect(await steps(workspace), 'no sandbox step for non-tabular files').toBe(0);
 
     await workspace.write('data.csv', 'a\n1\n');
     const cancelled = new AbortController();
     cancelled.abort();
     const text = await previewUploads({ sandbox, workspace, paths: ['data.csv'], timeoutSec: 60, logger: silentLogger, signal: cancelled.signal });
-    assert.equal(text, '');
+    expect(text).toBe('');
   });
 });

@@ -91,12 +91,18 @@ export class StatusMessage {
   private flush(): Promise<void> {
     this.chain = this.chain.then(async () => {
       if (!this.dirty || this.ts === undefined) return;
+      // The interval counts from the end of the previous edit: then Slack sees edits at least intervalMs
+      // apart however long each request took (measured from the start, a slow edit followed by a fast
+      // one would arrive closer together).
+      const wait = this.lastEditAt + this.intervalMs - Date.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
       this.dirty = false;
-      this.lastEditAt = Date.now();
       try {
         await this.client.chat.update({ channel: this.channel, ts: this.ts, text: this.fallbackText(), blocks: this.blocks() });
       } catch (error) {
         this.logger.warn('status update failed', { error: String(error) });
+      } finally {
+        this.lastEditAt = Date.now();
       }
     });
     return this.chain;

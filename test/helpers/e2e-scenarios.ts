@@ -1,5 +1,4 @@
-import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { WorkspaceStore } from '../../controller/workspace/workspace.js';
 import { FakeOpenAI, lastUserText, toolResults, executeCall, type ChatRequest, type Reply } from '../fakes/fake-openai.js';
 import { FakeSlack } from '../fakes/fake-slack.js';
@@ -87,21 +86,21 @@ export async function stopHarness(harness: Harness | undefined): Promise<void> {
 export function endToEndScenarios(name: string, makeBackend: () => Promise<Backend>): void {
   describe(`end to end (${name})`, () => {
     let h: Harness;
-    before(async () => {
+    beforeAll(async () => {
       h = await startHarness(makeBackend, { STEP_TIMEOUT_SEC: '3' });
     });
-    after(async () => stopHarness(h));
+    afterAll(async () => stopHarness(h));
 
     test('a mention is answered in its own thread, with a status message, never in the channel', async () => {
       const { threadTs, status } = await h.mention('run: print(sum(range(1, 101)))');
-      assert.equal(status, 200);
+      expect(status).toBe(200);
       const answer = await h.waitForReply(threadTs, /Result:/);
-      assert.match(answer, /5050/);
+      expect(answer).toMatch(/5050/);
       const posts = h.slack.callsTo('chat.postMessage');
-      assert.ok(posts.every((call) => typeof call.args.thread_ts === 'string'), 'every post is in a thread');
+      expect(posts.every((call) => typeof call.args.thread_ts === 'string'), 'every post is in a thread').toBeTruthy();
       const statusMessages = h.slack.botMessagesIn('C1', threadTs).filter((message) => /step/.test(message.text ?? ''));
-      assert.equal(statusMessages.length, 1, 'one status message, edited in place');
-      assert.ok(h.slack.callsTo('chat.update').some((call) => call.args.ts === statusMessages[0]!.ts));
+      expect(statusMessages.length, 'one status message, edited in place').toBe(1);
+      expect(h.slack.callsTo('chat.update').some((call) => call.args.ts === statusMessages[0]!.ts)).toBeTruthy();
     });
 
     test('the second mention in a thread sees the first turn; a new thread starts clean', async () => {
@@ -112,14 +111,14 @@ export function endToEndScenarios(name: string, makeBackend: () => Promise<Backe
       await h.waitForReply(threadTs, /echo: what did we compute/);
       const request = h.ai.requests.slice(before).at(-1)!.body;
       const roles = request.messages.map((message) => message.role);
-      assert.deepEqual(roles, ['system', 'user', 'assistant', 'tool', 'assistant', 'user']);
-      assert.match(JSON.stringify(request.messages[2]), /favourite = 41 \+ 1/);
-      assert.match(String(request.messages[3]!.content), /42/);
+      expect(roles).toStrictEqual(['system', 'user', 'assistant', 'tool', 'assistant', 'user']);
+      expect(JSON.stringify(request.messages[2])).toMatch(/favourite = 41 \+ 1/);
+      expect(String(request.messages[3]!.content)).toMatch(/42/);
 
       const fresh = await h.mention('hello new thread');
       await h.waitForReply(fresh.threadTs, /echo: hello new thread/);
       const freshRequest = h.ai.requests.at(-1)!.body;
-      assert.deepEqual(freshRequest.messages.map((message) => message.role), ['system', 'user']);
+      expect(freshRequest.messages.map((message) => message.role)).toStrictEqual(['system', 'user']);
     });
 
     test('Python state survives between turns of a thread and stays in its thread', async () => {
@@ -139,8 +138,8 @@ export function endToEndScenarios(name: string, makeBackend: () => Promise<Backe
       await Promise.all([h.waitForReply(a.threadTs, /Result:/), h.waitForReply(b.threadTs, /Result:/)]);
       const store = h.backend.store(h.bot.dataDir);
       const read = async (threadTs: string) => readAll(await store.open({ team: TEAM, channel: 'C1', threadTs }).read('data.csv'));
-      assert.equal(await read(a.threadTs), 'thread A');
-      assert.equal(await read(b.threadTs), 'thread B');
+      expect(await read(a.threadTs)).toBe('thread A');
+      expect(await read(b.threadTs)).toBe('thread B');
       await h.mention("run: print(open('data.csv').read())", { threadTs: a.threadTs });
       await h.waitForReply(a.threadTs, /Result: thread A/);
     });
@@ -153,7 +152,7 @@ export function endToEndScenarios(name: string, makeBackend: () => Promise<Backe
       for (const [index, { threadTs }] of threads.entries()) {
         const texts = h.slack.botMessagesIn('C1', threadTs).map((message) => message.text ?? '').join('\n');
         const others = [...texts.matchAll(/answer-(\d+)-/g)].map((match) => Number(match[1]));
-        assert.ok(others.every((other) => other === index), `thread ${index} saw answers of ${others.join(',')}`);
+        expect(others.every((other) => other === index), `thread ${index} saw answers of ${others.join(',')}`).toBeTruthy();
       }
     });
 
@@ -164,11 +163,11 @@ export function endToEndScenarios(name: string, makeBackend: () => Promise<Backe
       const again = mentionEvent({ channel: 'C1', user: 'U1', text: mentionText(BOT_USER, 'only once please'), ts: first.ts });
       const retried = await postEvent(h.bot.eventsUrl, SIGNING_SECRET, again, { eventId: first.eventId, retryNum: 1, retryReason: 'http_timeout' });
       const duplicate = await postEvent(h.bot.eventsUrl, SIGNING_SECRET, again, { eventId: first.eventId });
-      assert.equal(retried.status, 200);
-      assert.equal(duplicate.status, 200);
+      expect(retried.status).toBe(200);
+      expect(duplicate.status).toBe(200);
       await new Promise((resolve) => setTimeout(resolve, 500));
-      assert.equal(h.ai.requests.length - before, 1);
-      assert.equal(h.slack.botMessagesIn('C1', first.threadTs).filter((message) => /echo: only once/.test(message.text ?? '')).length, 1);
+      expect(h.ai.requests.length - before).toBe(1);
+      expect(h.slack.botMessagesIn('C1', first.threadTs).filter((message) => /echo: only once/.test(message.text ?? '')).length).toBe(1);
     });
 
     test('a request with a bad signature is rejected and starts nothing', async () => {
@@ -176,9 +175,9 @@ export function endToEndScenarios(name: string, makeBackend: () => Promise<Backe
       const event = mentionEvent({ channel: 'C1', user: 'U1', text: mentionText(BOT_USER, 'forged') });
       const body = JSON.stringify({ type: 'event_callback', team_id: TEAM, event, event_id: 'EvForged1' });
       const result = await postSigned(h.bot.eventsUrl, 'wrong-secret', body);
-      assert.equal(result.status, 401);
+      expect(result.status).toBe(401);
       await new Promise((resolve) => setTimeout(resolve, 300));
-      assert.equal(h.ai.requests.length, before);
+      expect(h.ai.requests.length).toBe(before);
     });
 
     test('messages from bots, the bot itself included, start nothing', async () => {
@@ -187,8 +186,8 @@ export function endToEndScenarios(name: string, makeBackend: () => Promise<Backe
       const fromBot = messageEvent({ channel: 'C1', user: BOT_USER, bot_id: 'B1', text: mentionText(BOT_USER, 'loop?') });
       await postEvent(h.bot.eventsUrl, SIGNING_SECRET, { ...fromBot, type: 'app_mention' });
       await new Promise((resolve) => setTimeout(resolve, 300));
-      assert.equal(h.ai.requests.length, before);
-      assert.equal(h.slack.calls.filter((call) => call.method === 'chat.postMessage').length, h.slack.calls.slice(0, calls).filter((call) => call.method === 'chat.postMessage').length);
+      expect(h.ai.requests.length).toBe(before);
+      expect(h.slack.calls.filter((call) => call.method === 'chat.postMessage').length).toBe(h.slack.calls.slice(0, calls).filter((call) => call.method === 'chat.postMessage').length);
     });
 
     test('a direct message needs no mention; a plain channel message is ignored', async () => {
@@ -199,22 +198,22 @@ export function endToEndScenarios(name: string, makeBackend: () => Promise<Backe
       const chatter = nextMessageTs();
       await postEvent(h.bot.eventsUrl, SIGNING_SECRET, messageEvent({ channel: 'C1', user: 'U1', text: 'just chatting', ts: chatter }));
       await new Promise((resolve) => setTimeout(resolve, 300));
-      assert.equal(h.ai.requests.length, before);
-      assert.deepEqual(h.slack.botMessagesIn('C1', chatter), []);
+      expect(h.ai.requests.length).toBe(before);
+      expect(h.slack.botMessagesIn('C1', chatter)).toStrictEqual([]);
     });
 
     test('a mention with no text gets a short help reply and no model call', async () => {
       const before = h.ai.requests.length;
       const { threadTs } = await h.mention('');
       const help = await h.waitForReply(threadTs, /code interpreter/);
-      assert.match(help, /download/);
-      assert.equal(h.ai.requests.length, before);
+      expect(help).toMatch(/download/);
+      expect(h.ai.requests.length).toBe(before);
     });
 
     test('an endless loop times out with a message and the thread keeps working', async () => {
       const { threadTs } = await h.mention('run: while True: pass');
       const result = await h.waitForReply(threadTs, /Result:/, 'C1', 30_000);
-      assert.match(result, /STEP_TIMEOUT_SEC|stopped after/);
+      expect(result).toMatch(/STEP_TIMEOUT_SEC|stopped after/);
       await h.mention('run: print("still alive")', { threadTs });
       await h.waitForReply(threadTs, /Result: still alive/);
     });
@@ -224,10 +223,10 @@ export function endToEndScenarios(name: string, makeBackend: () => Promise<Backe
         "run: import os, glob\nblob = repr(dict(os.environ))\nfor path in glob.glob('/proc/*/environ'):\n    try: blob += open(path, 'rb').read().decode('latin-1')\n    except Exception: pass\nprint('xoxb' in blob, 'sk-test' in blob, 'SIGNING' in blob, len(blob) > 0)",
       );
       const result = await h.waitForReply(threadTs, /Result:/);
-      assert.match(result, /False False False True/);
-      assert.ok(!h.slack.calls.some((call) => JSON.stringify(call.args).includes(OPENAI_KEY)), 'no key in Slack');
-      assert.ok(!h.ai.requests.some((request) => JSON.stringify(request.body).includes(BOT_TOKEN)), 'no token to the model');
-      assert.ok(!h.bot.output().includes(BOT_TOKEN) && !h.bot.output().includes(OPENAI_KEY), 'no secret in the logs');
+      expect(result).toMatch(/False False False True/);
+      expect(!h.slack.calls.some((call) => JSON.stringify(call.args).includes(OPENAI_KEY)), 'no key in Slack').toBeTruthy();
+      expect(!h.ai.requests.some((request) => JSON.stringify(request.body).includes(BOT_TOKEN)), 'no token to the model').toBeTruthy();
+      expect(!h.bot.output().includes(BOT_TOKEN) && !h.bot.output().includes(OPENAI_KEY), 'no secret in the logs').toBeTruthy();
     });
 
     test('a model failure is retried, and a final failure is told in the thread', async () => {
@@ -238,11 +237,11 @@ export function endToEndScenarios(name: string, makeBackend: () => Promise<Backe
       h.ai.enqueue({ error: { status: 400, message: 'bad request from the fake' } });
       const failed = await h.mention('broken model');
       const message = await h.waitForReply(failed.threadTs, /model service/);
-      assert.match(message, /HTTP 400/);
+      expect(message).toMatch(/HTTP 400/);
       await h.mention('and now?', { threadTs: failed.threadTs });
       await h.waitForReply(failed.threadTs, /echo: and now\?/);
       const lastRequest = h.ai.requests.at(-1)!.body;
-      assert.ok(lastRequest.messages.some((message) => message.role === 'user' && /broken model/.test(String(message.content))), 'the failed turn is in the history');
+      expect(lastRequest.messages.some((message) => message.role === 'user' && /broken model/.test(String(message.content))), 'the failed turn is in the history').toBeTruthy();
     });
   });
 }
@@ -251,10 +250,10 @@ export function endToEndScenarios(name: string, makeBackend: () => Promise<Backe
 export function fileScenarios(name: string, makeBackend: () => Promise<Backend>): void {
   describe(`files end to end (${name})`, () => {
     let h: Harness;
-    before(async () => {
+    beforeAll(async () => {
       h = await startHarness(makeBackend, { MAX_UPLOAD_MB: '1' });
     });
-    after(async () => stopHarness(h));
+    afterAll(async () => stopHarness(h));
 
     const uploadsIn = (threadTs: string) => h.slack.uploads.filter((upload) => upload.threadTs === threadTs);
 
@@ -263,15 +262,15 @@ export function fileScenarios(name: string, makeBackend: () => Promise<Backend>)
       const { threadTs } = await h.mention("run: import csv\nrows = list(csv.DictReader(open('sales.csv')))\nprint('total', sum(int(row['amount']) for row in rows))", { files: [file] });
       await h.waitForReply(threadTs, /Result: total 42/);
       const firstRequest = h.ai.requests.find((request) => JSON.stringify(request.body).includes('sales.csv'))!;
-      assert.match(JSON.stringify(firstRequest.body.messages.at(-1)), /I uploaded sales\.csv to \.\/sales\.csv/);
+      expect(JSON.stringify(firstRequest.body.messages.at(-1))).toMatch(/I uploaded sales\.csv to \.\/sales\.csv/);
     });
 
     test('a mention with only a file asks the model for a first look', async () => {
       const file = h.slack.addFile({ name: 'notes.txt', content: 'hello', mimetype: 'text/plain' });
       const { threadTs } = await h.mention('', { files: [file] });
       const reply = await h.waitForReply(threadTs, /echo:/);
-      assert.match(reply, /notes\.txt/);
-      assert.match(reply, /first look/);
+      expect(reply).toMatch(/notes\.txt/);
+      expect(reply).toMatch(/first look/);
     });
 
     test('unsafe and duplicate names are sanitised; the model is told the name used', async () => {
@@ -281,10 +280,10 @@ export function fileScenarios(name: string, makeBackend: () => Promise<Backend>)
       const second = h.slack.addFile({ name: 'x.csv', content: 'a\n2\n', mimetype: 'text/csv' });
       await h.mention('again', { threadTs, files: [second] });
       const reply = await h.waitForReply(threadTs, /echo: again/);
-      assert.match(reply, /x \(\d\)\.csv/);
+      expect(reply).toMatch(/x \(\d\)\.csv/);
       const files = (await h.backend.store(h.bot.dataDir).open({ team: TEAM, channel: 'C1', threadTs }).list()).map((file) => file.path);
-      assert.deepEqual(files.filter((path) => path.includes('x')).length, 2);
-      assert.ok(files.every((path) => !path.includes('..') && !path.startsWith('/')));
+      expect(files.filter((path) => path.includes('x')).length).toStrictEqual(2);
+      expect(files.every((path) => !path.includes('..') && !path.startsWith('/'))).toBeTruthy();
     });
 
     test('an over-size file and a login-page answer are told in the thread; the turn goes on', async () => {
@@ -296,7 +295,7 @@ export function fileScenarios(name: string, makeBackend: () => Promise<Backend>)
       await h.waitForReply(threadTs, /secret\.csv/);
       await h.waitForReply(threadTs, /echo: three files/);
       const files = (await h.backend.store(h.bot.dataDir).open({ team: TEAM, channel: 'C1', threadTs }).list()).map((file) => file.path);
-      assert.deepEqual(files, ['fine.csv'], 'nothing half-written is left');
+      expect(files, 'nothing half-written is left').toStrictEqual(['fine.csv']);
     });
 
     test('charts made with savefig and with plt.show() come back into the thread without asking', async () => {
@@ -306,8 +305,8 @@ export function fileScenarios(name: string, makeBackend: () => Promise<Backend>)
       await h.waitForReply(threadTs, /Result:/);
       const uploads = await h.slack.waitFor(() => (uploadsIn(threadTs).length >= 2 ? uploadsIn(threadTs) : undefined), 20_000);
       const names = uploads.map((upload) => upload.filename).sort();
-      assert.deepEqual(names, ['figure_1.png', 'saved.png']);
-      for (const upload of uploads) assert.equal(upload.bytes.subarray(1, 4).toString(), 'PNG');
+      expect(names).toStrictEqual(['figure_1.png', 'saved.png']);
+      for (const upload of uploads) expect(upload.bytes.subarray(1, 4).toString()).toBe('PNG');
     });
 
     test('download shares every file with the right bytes, nothing internal, no symlink out, no other thread', async () => {
@@ -325,12 +324,12 @@ export function fileScenarios(name: string, makeBackend: () => Promise<Backend>)
         const titles = uploadsIn(threadTs).map((upload) => upload.title);
         return titles.includes('input.csv') && titles.includes('out/deep/result.txt') ? uploadsIn(threadTs) : undefined;
       }, 20_000);
-      assert.equal(h.ai.requests.length, before, 'no model call');
+      expect(h.ai.requests.length, 'no model call').toBe(before);
       const byTitle = new Map(shared.map((upload) => [upload.title, upload.bytes.toString()]));
-      assert.equal(byTitle.get('input.csv'), 'x\n1\n');
-      assert.equal(byTitle.get('out/deep/result.txt'), 'deep result');
-      assert.ok(![...byTitle.keys()].some((title) => title.startsWith('.oi') || title.includes('passwd') || title.includes('other-thread')));
-      assert.ok(![...byTitle.values()].some((bytes) => bytes.includes('root:')), 'no host file content');
+      expect(byTitle.get('input.csv')).toBe('x\n1\n');
+      expect(byTitle.get('out/deep/result.txt')).toBe('deep result');
+      expect(![...byTitle.keys()].some((title) => title.startsWith('.oi') || title.includes('passwd') || title.includes('other-thread'))).toBeTruthy();
+      expect(![...byTitle.values()].some((bytes) => bytes.includes('root:')), 'no host file content').toBeTruthy();
 
       const empty = await h.mention('download');
       await h.waitForReply(empty.threadTs, /no files/i);

@@ -1,6 +1,5 @@
-import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { test } from 'node:test';
+import { expect, test } from 'vitest';
 import { StateConflictError, UnsafePathError, type WorkspaceStore } from '../../controller/workspace/workspace.js';
 
 /** Behaviour every Workspace implementation must share (local directory and GCS prefix alike). */
@@ -10,17 +9,17 @@ export function workspaceContract(name: string, makeStore: () => Promise<Workspa
 
   test(`${name}: write, read, stat, list and delete`, async () => {
     const workspace = (await makeStore()).open(threadX);
-    assert.deepEqual(await workspace.list(), []);
+    expect(await workspace.list()).toStrictEqual([]);
     await workspace.write('data.csv', 'a,b\n1,2\n');
     await workspace.write('charts/plot.png', Buffer.from([0x89, 0x50, 0x4e, 0x47]));
     await workspace.write('.oi/state.pkl', 'internal');
-    assert.deepEqual((await workspace.list()).map((entry) => entry.path), ['charts/plot.png', 'data.csv']);
-    assert.ok((await workspace.list({ includeInternal: true })).some((entry) => entry.path === '.oi/state.pkl'));
-    assert.equal((await workspace.stat('data.csv'))?.size, 8);
-    assert.equal(await workspace.stat('missing.csv'), undefined);
-    assert.equal(await readAll(await workspace.read('data.csv')), 'a,b\n1,2\n');
+    expect((await workspace.list()).map((entry) => entry.path)).toStrictEqual(['charts/plot.png', 'data.csv']);
+    expect((await workspace.list({ includeInternal: true })).some((entry) => entry.path === '.oi/state.pkl')).toBeTruthy();
+    expect((await workspace.stat('data.csv'))?.size).toBe(8);
+    expect(await workspace.stat('missing.csv')).toBe(undefined);
+    expect(await readAll(await workspace.read('data.csv'))).toBe('a,b\n1,2\n');
     await workspace.delete('data.csv');
-    assert.equal(await workspace.stat('data.csv'), undefined);
+    expect(await workspace.stat('data.csv')).toBe(undefined);
   });
 
   test(`${name}: a streamed write that fails leaves nothing behind`, async () => {
@@ -31,13 +30,10 @@ export function workspaceContract(name: string, makeStore: () => Promise<Workspa
         this.destroy(new Error('connection reset'));
       },
     });
-    await assert.rejects(workspace.write('broken.bin', failing), /connection reset/);
-    assert.equal(await workspace.stat('broken.bin'), undefined);
-    assert.deepEqual(
-      (await workspace.list({ includeInternal: true })).filter((entry) => !entry.path.startsWith('.oi/')),
-      (await workspace.list()),
-    );
-    assert.ok(!(await workspace.list()).some((entry) => entry.path.includes('broken')));
+    await expect(workspace.write('broken.bin', failing)).rejects.toThrow(/connection reset/);
+    expect(await workspace.stat('broken.bin')).toBe(undefined);
+    expect((await workspace.list({ includeInternal: true })).filter((entry) => !entry.path.startsWith('.oi/'))).toStrictEqual((await workspace.list()));
+    expect(!(await workspace.list()).some((entry) => entry.path.includes('broken'))).toBeTruthy();
   });
 
   test(`${name}: a write whose source fails at once leaves nothing behind, even later`, async () => {
@@ -49,43 +45,43 @@ export function workspaceContract(name: string, makeStore: () => Promise<Workspa
       throw new Error('refused at once');
     }
     for (let attempt = 0; attempt < 1000; attempt++) {
-      await assert.rejects(workspace.write(`early-${attempt}.bin`, Readable.from(refused())), /refused at once/);
+      await expect(workspace.write(`early-${attempt}.bin`, Readable.from(refused()))).rejects.toThrow(/refused at once/);
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
-    assert.deepEqual(await workspace.list({ includeInternal: true }), []);
-    assert.deepEqual(await workspace.list(), []);
+    expect(await workspace.list({ includeInternal: true })).toStrictEqual([]);
+    expect(await workspace.list()).toStrictEqual([]);
   });
 
   test(`${name}: threads with the same file name (and prefix-like ids) never collide`, async () => {
     const store = await makeStore();
     await store.open(threadX).write('data.csv', 'from X');
     await store.open(threadY).write('data.csv', 'from Y');
-    assert.equal(await readAll(await store.open(threadX).read('data.csv')), 'from X');
-    assert.equal(await readAll(await store.open(threadY).read('data.csv')), 'from Y');
-    assert.deepEqual((await store.open(threadY).list()).map((entry) => entry.path), ['data.csv']);
+    expect(await readAll(await store.open(threadX).read('data.csv'))).toBe('from X');
+    expect(await readAll(await store.open(threadY).read('data.csv'))).toBe('from Y');
+    expect((await store.open(threadY).list()).map((entry) => entry.path)).toStrictEqual(['data.csv']);
   });
 
   test(`${name}: unsafe paths are refused`, async () => {
     const workspace = (await makeStore()).open(threadX);
     for (const path of ['../x.csv', '../../etc/passwd', '/etc/passwd', 'a/../../b', 'bad\u0000name', 'a\\b', '']) {
-      await assert.rejects(workspace.write(path, 'x'), UnsafePathError, path);
-      await assert.rejects(workspace.read(path), UnsafePathError, path);
+      await expect(workspace.write(path, 'x'), path).rejects.toThrow(UnsafePathError);
+      await expect(workspace.read(path), path).rejects.toThrow(UnsafePathError);
     }
   });
 
   test(`${name}: state is versioned and a stale writer gets a conflict`, async () => {
     const workspace = (await makeStore()).open(threadX);
-    assert.equal(await workspace.readState('messages'), undefined);
+    expect(await workspace.readState('messages')).toBe(undefined);
     const first = await workspace.writeState('messages', [{ role: 'user', content: 'hi' }], null);
-    await assert.rejects(workspace.writeState('messages', [], null), StateConflictError);
+    await expect(workspace.writeState('messages', [], null)).rejects.toThrow(StateConflictError);
     const second = await workspace.writeState('messages', [{ role: 'user', content: 'again' }], first);
-    assert.notEqual(first, second);
-    await assert.rejects(workspace.writeState('messages', [], first), StateConflictError);
+    expect(first).not.toBe(second);
+    await expect(workspace.writeState('messages', [], first)).rejects.toThrow(StateConflictError);
     const state = await workspace.readState<{ content: string }[]>('messages');
-    assert.equal(state?.value[0]?.content, 'again');
-    assert.equal(state?.version, second);
+    expect(state?.value[0]?.content).toBe('again');
+    expect(state?.version).toBe(second);
     // State is not a workspace file: the code never sees it.
-    assert.ok(!(await workspace.list({ includeInternal: true })).some((entry) => entry.path.includes('messages')));
+    expect(!(await workspace.list({ includeInternal: true })).some((entry) => entry.path.includes('messages'))).toBeTruthy();
   });
 
   test(`${name}: retention removes only old threads`, async () => {
@@ -93,11 +89,11 @@ export function workspaceContract(name: string, makeStore: () => Promise<Workspa
     await store.open(threadX).write('old.csv', 'x');
     await store.open(threadX).writeState('messages', [], null);
     const { removedThreads: none } = await store.removeOlderThan(Date.now() - 60_000);
-    assert.deepEqual(none, []);
+    expect(none).toStrictEqual([]);
     const { removedThreads } = await store.removeOlderThan(Date.now() + 60_000);
-    assert.ok(removedThreads.includes('T1/C1/1700000000.000100'));
-    assert.deepEqual(await store.open(threadX).list(), []);
-    assert.equal(await store.open(threadX).readState('messages'), undefined);
+    expect(removedThreads.includes('T1/C1/1700000000.000100')).toBeTruthy();
+    expect(await store.open(threadX).list()).toStrictEqual([]);
+    expect(await store.open(threadX).readState('messages')).toBe(undefined);
   });
 }
 

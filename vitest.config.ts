@@ -1,0 +1,41 @@
+import { defineConfig } from 'vitest/config';
+
+/**
+ * Two projects, run one after the other (sequence.groupOrder):
+ * - `unit`: everything in process or with one short-lived child (the runner, a fake server); files in parallel.
+ * - `e2e`: files that start the whole bot as a process (`npm start`'s command) against the fakes, or run many
+ *   sandbox steps; they are CPU-heavy, so at most two files run at once and each test may take longer.
+ * Every test has a timeout: a broken feature fails in seconds instead of hanging the suite.
+ */
+const E2E_FILES = ['test/e2e-*.test.ts', 'test/socket-mode.test.ts', 'test/isolation.test.ts', 'test/bench-smoke.test.ts'];
+
+export default defineConfig({
+  test: {
+    pool: 'forks',
+    // Fakes and bots print to stderr when a test fails; keep the console of passing tests quiet.
+    silent: 'passed-only',
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/**/*.test.ts'],
+          exclude: E2E_FILES,
+          testTimeout: 30_000,
+          hookTimeout: 30_000,
+          maxWorkers: 2,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        test: {
+          name: 'e2e',
+          include: E2E_FILES,
+          testTimeout: 90_000,
+          hookTimeout: 60_000,
+          maxWorkers: 2,
+          sequence: { groupOrder: 1 },
+        },
+      },
+    ],
+  },
+});
