@@ -19,6 +19,11 @@
 # Needs the Cloud Run execution environment gen2 (FUSE) and must start as root (no USER in the image).
 # Environment (set per execution by CloudRunSandbox): OI_BUCKET, OI_PREFIX, OI_STEP_ID, OI_TOKEN,
 # OI_TOKEN_EXPIRES_AT (epoch seconds).
+#
+# `entrypoint.sh --print-gcsfuse-command` checks the environment like a real start, prints the gcsfuse
+# command line it would run (one argument per line) and exits 0 without touching anything: the tests
+# read it (test/sandbox-entrypoint.test.ts), and an operator can check an image with
+# `docker run --rm -e OI_BUCKET=b -e OI_PREFIX=workspaces/T/C/1.2/ -e OI_STEP_ID=s -e OI_TOKEN=x IMAGE --print-gcsfuse-command`.
 set -euo pipefail
 
 readonly MOUNT=/workspace
@@ -40,6 +45,38 @@ log() { echo "entrypoint: $*" >&2; }
 sandbox_uid="$(id -u "$SANDBOX_USER")"
 sandbox_gid="$(id -g "$SANDBOX_USER")"
 
+# The mount of the thread's prefix (gcsfuse 3.x flags: https://cloud.google.com/storage/docs/cloud-storage-fuse/cli-options).
+# --enable-hns=false: gcsfuse otherwise asks the bucket for its storage layout (GetStorageLayout) when it
+#   mounts, with an empty prefix even under --only-dir (gcsfuse 3.11.2, internal/storage/storage_handle.go;
+#   fixed only after 3.11.2 by https://github.com/GoogleCloudPlatform/gcsfuse/pull/4980). That call needs
+#   storage.objects.list on the whole bucket (https://cloud.google.com/storage/docs/getting-storage-layout),
+#   which the thread's downscoped token rightly lacks, and its failure aborts the mount ("storageLayout call
+#   failed"). With the flag gcsfuse creates no control client and treats the bucket as flat, which it must
+#   be (docs/deploy.md, step 1); see also https://github.com/GoogleCloudPlatform/gcsfuse/issues/3705.
+# --only-dir: only the thread's prefix is visible; every listing the kernel asks for carries that prefix,
+#   which is what the token's access boundary allows (controller/sandbox/downscoped-token.ts).
+# --implicit-dirs: folders are prefixes of uploaded objects, not placeholder objects.
+# --rename-dir-limit: a flat bucket renames a folder object by object; allow it for working folders.
+# --token-url unix://: the token broker's root-only socket (token_broker.py); no credentials on disk.
+# Metadata caches keep gcsfuse's defaults: one execution writes the prefix, and the controller reads it only
+# after the execution ended. (Issue 13's mailbox changes that; see docs/deploy.md.)
+gcsfuse_args=(
+  --foreground
+  --only-dir "${OI_PREFIX%/}"
+  --implicit-dirs
+  --enable-hns=false
+  --rename-dir-limit 10000
+  --token-url "unix://$SOCKET"
+  --uid "$sandbox_uid" --gid "$sandbox_gid"
+  --file-mode 644 --dir-mode 755
+  -o allow_other
+  "$OI_BUCKET" "$MOUNT"
+)
+if [[ "${1:-}" == "--print-gcsfuse-command" ]]; then
+  printf '%s\n' gcsfuse "${gcsfuse_args[@]}"
+  exit 0
+fi
+
 # 1. The token broker (inherits OI_TOKEN, reads it, removes it from its own environment).
 install -d -m 0700 -o root -g root "$BROKER_DIR"
 python3 "$RUNNER_DIR/token_broker.py" "$SOCKET" &
@@ -51,15 +88,7 @@ for _ in $(seq 100); do [[ -S "$SOCKET" ]] && break; sleep 0.05; done
 # 2. Mount only the thread's prefix. --foreground in the background lets us wait for gcsfuse to
 # exit after the unmount, i.e. until every write has been uploaded.
 mkdir -p "$MOUNT"
-gcsfuse --foreground \
-  --only-dir "${OI_PREFIX%/}" \
-  --implicit-dirs \
-  --rename-dir-limit 10000 \
-  --token-url "unix://$SOCKET" \
-  --uid "$sandbox_uid" --gid "$sandbox_gid" \
-  --file-mode 644 --dir-mode 755 \
-  -o allow_other \
-  "$OI_BUCKET" "$MOUNT" &
+gcsfuse "${gcsfuse_args[@]}" &
 gcsfuse_pid=$!
 for _ in $(seq 600); do
   mountpoint -q "$MOUNT" && break

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
 
 // The parts of the sandbox image that run without Cloud Run: the token broker gcsfuse reads its
-// token from, and the entrypoint's refusal of malformed execution overrides.
+// token from, the entrypoint's refusal of malformed execution overrides, the gcsfuse command line it
+// runs, and the build-time record of the installed libraries.
 
 const imageDir = fileURLToPath(new URL('../sandbox-image/', import.meta.url));
 const python = '/usr/bin/python3';
@@ -70,6 +71,57 @@ describe('sandbox image', () => {
       const result = spawnSync('/bin/bash', [join(imageDir, 'entrypoint.sh')], { env: { PATH: '/usr/bin:/bin', ...env }, encoding: 'utf8' });
       expect(result.status, JSON.stringify(env)).not.toBe(0);
       expect(result.stderr, JSON.stringify(env)).toMatch(message);
+    }
+  });
+
+  it('entrypoint.sh mounts only the thread prefix, as a flat bucket, with the broker token', async () => {
+    // `id` is faked: the image's `sandbox` user does not exist on a test machine.
+    const dir = await mkdtemp(join(tmpdir(), 'oi-entrypoint-'));
+    try {
+      writeFileSync(join(dir, 'id'), '#!/bin/sh\necho 10001\n');
+      chmodSync(join(dir, 'id'), 0o755);
+      const env = { PATH: `${dir}:/usr/bin:/bin`, OI_BUCKET: 'oi-bucket', OI_PREFIX: 'workspaces/T1/C1/1.2/', OI_STEP_ID: 'step-1', OI_TOKEN: 'token' };
+      const result = spawnSync('/bin/bash', [join(imageDir, 'entrypoint.sh'), '--print-gcsfuse-command'], { env, encoding: 'utf8' });
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout.trimEnd().split('\n')).toEqual([
+        'gcsfuse',
+        '--foreground',
+        '--only-dir', 'workspaces/T1/C1/1.2',
+        '--implicit-dirs',
+        // Without it gcsfuse asks for the bucket's storage layout with an empty prefix, which a token
+        // limited to the thread's prefix may not do, and the mount fails.
+        '--enable-hns=false',
+        '--rename-dir-limit', '10000',
+        '--token-url', 'unix:///run/oi-token/token.sock',
+        '--uid', '10001', '--gid', '10001',
+        '--file-mode', '644', '--dir-mode', '755',
+        '-o', 'allow_other',
+        'oi-bucket', '/workspace',
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('record_libraries.py lists only the requirements that import, with their installed versions', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'oi-libraries-'));
+    try {
+      const requirements = join(dir, 'requirements.txt');
+      writeFileSync(requirements, '# the runner needs dill\ndill==0.0.1\nno-such-library-oi==1.0\n');
+      const script = join(imageDir, 'record_libraries.py');
+      const result = spawnSync(python, [script, requirements, '--require', 'dill'], { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8' });
+      expect(result.status, result.stderr).toBe(0);
+      const libraries = JSON.parse(result.stdout) as Record<string, string>;
+      expect(Object.keys(libraries)).toEqual(['dill']);
+      expect(libraries.dill).toMatch(/^\d+\.\d+/); // the installed version, not the one asked for
+      expect(libraries.dill).not.toBe('0.0.1');
+      expect(result.stderr).toMatch(/no-such-library-oi left out \(not installed\)/);
+
+      const missing = spawnSync(python, [script, requirements, '--require', 'no-such-library-oi'], { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8' });
+      expect(missing.status).toBe(1);
+      expect(missing.stderr).toMatch(/required but not usable: no-such-library-oi/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
