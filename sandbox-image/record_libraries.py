@@ -12,7 +12,8 @@ the list the controller may tell the model. Exit status 1 when a --require'd lib
 build then fails), 2 on bad arguments; 0 otherwise.
 
 Versions come from importlib.metadata (https://docs.python.org/3/library/importlib.metadata.html), so
-Debian's python3-* packages are recognised as well as pip's.
+Debian's python3-* packages are recognised as well as pip's; a library installed without metadata (Debian's
+python3-opencv) is recognised by importing it and reading its __version__.
 """
 
 import importlib
@@ -61,14 +62,30 @@ def module_usable(module, find_only):
         return f'{type(error).__name__}: {error}'.splitlines()[0]
 
 
+def version_from_module(module):
+    """The module's own __version__: for distributions installed without metadata (Debian's python3-opencv)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            version = getattr(importlib.import_module(module), '__version__', None)
+    except Exception:  # noqa: BLE001 - not importable: no version
+        return None
+    return version if isinstance(version, str) and version else None
+
+
 def usable_version(name, find_only):
     """(version, None) when the library is installed and usable, else (None, reason)."""
+    modules = IMPORT_NAMES.get(name.lower(), [name.lower().replace('-', '_')])
     try:
         version = importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
+        for module in modules:
+            version = version_from_module(module)
+            if version is not None:
+                return version, None
         return None, 'not installed'
     reasons = []
-    for module in IMPORT_NAMES.get(name.lower(), [name.lower().replace('-', '_')]):
+    for module in modules:
         reason = module_usable(module, find_only)
         if reason is None:
             return version, None
