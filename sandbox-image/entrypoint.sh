@@ -18,7 +18,8 @@
 #
 # Needs the Cloud Run execution environment gen2 (FUSE) and must start as root (no USER in the image).
 # Environment (set per execution by CloudRunSandbox): OI_BUCKET, OI_PREFIX, OI_STEP_ID, OI_TOKEN,
-# OI_TOKEN_EXPIRES_AT (epoch seconds).
+# OI_TOKEN_EXPIRES_AT (epoch seconds); OI_TIMINGS=1 (the post-deploy check, `npm run smoke`) also writes
+# .oi/steps/<step>/entrypoint-timings.json: {"started","brokerReady","mounted"} in epoch seconds.
 #
 # `entrypoint.sh --print-gcsfuse-command` checks the environment like a real start, prints the gcsfuse
 # command line it would run (one argument per line) and exits 0 without touching anything: the tests
@@ -33,6 +34,8 @@ readonly RUNNER_DIR=/opt/oi
 readonly SANDBOX_USER=sandbox
 
 log() { echo "entrypoint: $*" >&2; }
+now() { date +%s.%N; }
+started_at="$(now)"
 
 : "${OI_BUCKET:?OI_BUCKET is required}" "${OI_PREFIX:?OI_PREFIX is required}"
 : "${OI_STEP_ID:?OI_STEP_ID is required}" "${OI_TOKEN:?OI_TOKEN is required}"
@@ -41,6 +44,7 @@ log() { echo "entrypoint: $*" >&2; }
 [[ "$OI_PREFIX" =~ ^workspaces/[A-Za-z0-9._-]+/[A-Za-z0-9._-]+/[A-Za-z0-9._-]+/$ && "$OI_PREFIX" != *..* ]] \
   || { log "invalid OI_PREFIX"; exit 64; }
 [[ "$OI_STEP_ID" =~ ^[A-Za-z0-9_-]{1,64}$ ]] || { log "invalid OI_STEP_ID"; exit 64; }
+[[ "${OI_TIMINGS:-0}" =~ ^[01]$ ]] || { log "invalid OI_TIMINGS"; exit 64; }
 
 sandbox_uid="$(id -u "$SANDBOX_USER")"
 sandbox_gid="$(id -g "$SANDBOX_USER")"
@@ -84,6 +88,7 @@ broker_pid=$!
 unset OI_TOKEN OI_TOKEN_EXPIRES_AT
 for _ in $(seq 100); do [[ -S "$SOCKET" ]] && break; sleep 0.05; done
 [[ -S "$SOCKET" ]] || { log "the token broker did not start"; exit 70; }
+broker_ready_at="$(now)"
 
 # 2. Mount only the thread's prefix. --foreground in the background lets us wait for gcsfuse to
 # exit after the unmount, i.e. until every write has been uploaded.
@@ -96,6 +101,13 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 mountpoint -q "$MOUNT" || { log "gcsfuse did not mount $MOUNT in time"; exit 70; }
+mounted_at="$(now)"
+log "mounted $(awk -v a="$started_at" -v b="$mounted_at" 'BEGIN { printf "%.2f", b - a }') s after start"
+if [[ "${OI_TIMINGS:-0}" == 1 ]]; then
+  # Best effort: a failure here must not fail the step. The controller removes the step's folder after reading it.
+  printf '{"started": %s, "brokerReady": %s, "mounted": %s}\n' "$started_at" "$broker_ready_at" "$mounted_at" \
+    > "$MOUNT/.oi/steps/$OI_STEP_ID/entrypoint-timings.json" 2>/dev/null || log "could not write the timings file"
+fi
 
 # 3. The step, as the unprivileged user with a fixed environment (nothing of ours leaks in).
 set +e

@@ -66,6 +66,7 @@ describe('sandbox image', () => {
       [{ ...valid, OI_BUCKET: 'Bad Bucket' }, /invalid OI_BUCKET/],
       [{ ...valid, OI_STEP_ID: '../x' }, /invalid OI_STEP_ID/],
       [{ ...valid, OI_TOKEN: '' }, /OI_TOKEN is required/],
+      [{ ...valid, OI_TIMINGS: 'yes' }, /invalid OI_TIMINGS/],
     ];
     for (const [env, message] of cases) {
       const result = spawnSync('/bin/bash', [join(imageDir, 'entrypoint.sh')], { env: { PATH: '/usr/bin:/bin', ...env }, encoding: 'utf8' });
