@@ -83,11 +83,14 @@ def _save_all(pyplot):
 
 
 def save_open_figures(notes):
-    """Saves figures still open at the end of the step; returns every PNG saved during the step."""
+    """Saves figures still open at the end of the step; returns every PNG saved during the step (a
+    session runs many steps: the list starts empty again for the next one)."""
     pyplot = sys.modules.get('matplotlib.pyplot')
     if pyplot is not None:
         try:
             _save_all(pyplot)
         except Exception as exc:
             notes.append(f'An open figure could not be saved as PNG ({type(exc).__name__}: {exc}).')
-    return list(saved_figures)
+    saved = list(saved_figures)
+    saved_figures.clear()
+    return saved

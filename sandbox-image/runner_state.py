@@ -1,5 +1,10 @@
 """Python state that survives between steps of one thread (issue 5), stored in the thread's `.oi/state.pkl`.
 
+Every save also writes a new random checkpoint stamp to `.oi/state.stamp`. A session keeps the
+stamp it wrote last; before a step it compares it with the file: a different stamp means another
+runner (another session, a one-shot step, another controller instance) wrote the checkpoint since,
+and the session reloads it instead of trusting its memory.
+
 Each global name is saved on its own so one unpicklable value never loses the others: modules are
 recorded by name and re-imported, other values are pickled with the standard pickle when it can do
 it without referring to `__main__` (fast, and loading needs nothing but the libraries of the value),
@@ -11,6 +16,7 @@ copy each after a restore.
 import io
 import os
 import pickle
+import secrets
 import sys
 import types
 
@@ -67,8 +73,52 @@ def _serialize(value):
         return None
 
 
+def stamp_path(path):
+    return os.path.join(os.path.dirname(path), 'state.stamp')
+
+
+def read_stamp(path):
+    """The checkpoint stamp beside the state file at path, or None when there is none."""
+    try:
+        with open(stamp_path(path), encoding='ascii') as handle:
+            return handle.read(64).strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+def _write_stamp(path):
+    stamp = secrets.token_hex(16)
+    temporary = stamp_path(path) + '.tmp'
+    try:
+        with open(temporary, 'w', encoding='ascii') as handle:
+            handle.write(stamp)
+        os.replace(temporary, stamp_path(path))
+    except OSError:
+        _remove(temporary)
+        return None
+    return stamp
+
+
+def clear(namespace):
+    """Removes the user's globals (before a reload from the checkpoint)."""
+    for name in list(namespace):
+        if name not in SKIPPED_NAMES:
+            del namespace[name]
+
+
 def save(path, namespace, notes):
-    """Saves the picklable globals; returns the sorted names that could not be saved."""
+    """Saves the picklable globals and a new stamp; returns the sorted names that could not be saved.
+    The stamp written is then in `last_stamp`."""
+    global last_stamp
+    unsaved = _save(path, namespace, notes)
+    last_stamp = _write_stamp(path)
+    return unsaved
+
+
+last_stamp = None
+
+
+def _save(path, namespace, notes):
     modules, values, unsaved = {}, {}, []
     for name, value in list(namespace.items()):
         if name in SKIPPED_NAMES:
@@ -101,7 +151,8 @@ def save(path, namespace, notes):
 
 
 def restore(path, namespace, notes):
-    """Loads saved globals into namespace. A state that cannot be loaded is dropped with a note."""
+    """Loads saved globals into namespace; True when a checkpoint was there. A state that cannot be
+    loaded is dropped with a note."""
     try:
         with open(path, 'rb') as handle:
             state = pickle.load(handle)
@@ -111,27 +162,29 @@ def restore(path, namespace, notes):
             raise ValueError(f'saved by Python {".".join(map(str, state.get("python") or []))}')
         modules, values = state['modules'], state['values']
     except FileNotFoundError:
-        return
+        return False
     except Exception as exc:
         _remove(path)
         notes.append(f'The saved Python state could not be loaded and was dropped ({exc}); '
                      'variables from earlier steps must be recreated.')
-        return
+        return False
     failed = []
     for name, module_name in modules.items():
         try:
             __import__(module_name)
             namespace[name] = sys.modules[module_name]
-        except Exception:
+        except BaseException:  # an import may raise anything, SystemExit included
             failed.append(name)
     for name, (kind, data) in values.items():
         try:
             namespace[name] = pickle.loads(data) if kind == 'pickle' else _dill().loads(data)
-        except Exception:
+        except BaseException:
             failed.append(name)
     if failed:
+        shown = sorted(failed)
         notes.append('These names from earlier steps could not be restored and must be recreated: '
-                     + ', '.join(sorted(failed)) + '.')
+                     + ', '.join(name[:100] for name in shown[:50]) + (f' and {len(shown) - 50} more' if len(shown) > 50 else '') + '.')
+    return True
 
 
 def _remove(path):
