@@ -114,13 +114,16 @@ def table_entry(value, step_id, number, notes):
     shown = frame.iloc[:runner_bounds.TABLE_MAX_ROWS, :data_columns]
 
     headers, columns_text = [], []
-    for level in range(index_levels):
-        name = frame.index.names[level]
-        headers.append('' if name is None else _label(name))
-        columns_text.append(_format_column(shown.index.get_level_values(level)))
-    for position in range(data_columns):
-        headers.append(_label(shown.columns[position]))
-        columns_text.append(_format_column(shown.iloc[:, position]))
+    # pandas cuts text longer than display.max_colwidth to max_colwidth - 3 characters and '...': a
+    # little more than ours, so that a cut cell is longer than TABLE_MAX_CELL_CHARS and cut by _cut.
+    with pandas.option_context('display.max_colwidth', runner_bounds.TABLE_MAX_CELL_CHARS + 4):
+        for level in range(index_levels):
+            name = frame.index.names[level]
+            headers.append('' if name is None else _label(name))
+            columns_text.append(_format_column(shown.index.get_level_values(level)))
+        for position in range(data_columns):
+            headers.append(_label(shown.columns[position]))
+            columns_text.append(_format_column(shown.iloc[:, position]))
 
     limit = runner_bounds.TABLE_MAX_CELL_CHARS
     cut = any(len(header) > limit for header in headers) or any(len(cell) > limit for cells in columns_text for cell in cells)
