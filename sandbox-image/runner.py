@@ -94,6 +94,10 @@ def start(args):
         runner_limits.drop_privileges(args.user)
     if not entered:
         os.chdir(workspace)
+    # The way back into the workspace after the user's code changed directory: by path, the dropped
+    # uid may not be allowed to traverse its parents. Not inherited by the programs the code starts.
+    workspace_fd = os.open('.', os.O_RDONLY | os.O_DIRECTORY)
+    runner_limits.workspace_fd = workspace_fd
     sys.path[0] = ''  # like a notebook: the user's own modules in the working directory are importable
     os.environ.setdefault('MPLBACKEND', 'Agg')
     # Keep a writable MPLCONFIGDIR the image prepared (its font cache is prebuilt; CJK fonts are slow
@@ -108,6 +112,7 @@ def start(args):
     signals.install()
     environment = types.SimpleNamespace(
         workspace=workspace,
+        workspace_fd=workspace_fd,
         signals=signals,
         processes=runner_processes.StepProcesses(args.own_pid_namespace),
     )
@@ -121,7 +126,7 @@ def run_one_step(args, environment, namespace):
     step_dir = os.path.join(runner_step.INTERNAL_DIR, 'steps', args.step)
     with open(os.path.join(step_dir, 'request.json'), encoding='utf-8') as handle:
         request = json.load(handle)
-    runner_limits.apply_one_shot_limits(request['limits'], os.path.join(environment.workspace, step_dir, 'limit'))
+    runner_limits.apply_one_shot_limits(request['limits'], os.path.join(step_dir, 'limit'))
     loaded = False
 
     def restore(notes):

@@ -181,13 +181,21 @@ def count_own_tasks():
     return max(count, 1)
 
 
+# The workspace folder, for write_marker: the user's code may have changed directory.
+workspace_fd = None
+
+
 def write_marker(path, text):
-    """Tells the controller why the runner died, should it die before writing a result."""
+    """Tells the controller why the runner died, should it die before writing a result (path is
+    relative to the workspace)."""
     if path is None:
         return
     try:
-        with open(path, 'w') as handle:
-            handle.write(text)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600, dir_fd=workspace_fd)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
     except OSError:
         pass
 

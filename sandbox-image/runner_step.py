@@ -4,7 +4,6 @@ files it changed, save the Python state, and build the bounded result (RunnerRes
 import ast
 import linecache
 import os
-import sys
 import time
 import traceback
 
@@ -25,7 +24,7 @@ RUNNER_PID = os.getpid()
 def run_step(request, namespace, environment, prepare=None, cpu_budget=None, print_tables=False):
     """Runs request['code'] in namespace; returns the result dict (without `restored`).
 
-    environment: .workspace (absolute path), .signals (StepSignals), .processes (StepProcesses).
+    environment: .workspace (absolute path), .workspace_fd (its folder, open), .signals (StepSignals), .processes (StepProcesses).
     prepare(notes): called before the code runs, inside the output capture (restores the state).
     cpu_budget: a SessionCpuBudget in session mode; one-shot mode relies on RLIMIT_CPU.
     """
@@ -47,7 +46,7 @@ def run_step(request, namespace, environment, prepare=None, cpu_budget=None, pri
             except BaseException as exc:  # a saved value's __reduce__ may raise anything
                 notes.append(f'The saved Python state could not be loaded ({type(exc).__name__}).')
         failure = execute_code(request['code'], namespace, environment, step_id, limits, timeout_sec, cpu_budget)
-        os.chdir(environment.workspace)  # the code may have changed directory; everything below is relative
+        enter_workspace(environment)  # the code may have changed directory; everything below is relative
         environment.processes.end_all(notes)
         if failure is not None:
             error, limit = describe_failure(failure, limits, timeout_sec)
@@ -84,7 +83,7 @@ def execute_code(code, namespace, environment, step_id, limits, timeout_sec, cpu
     """
     failure = None
     marker_path = os.path.join(INTERNAL_DIR, 'steps', step_id, 'limit')
-    os.chdir(environment.workspace)
+    enter_workspace(environment)
     try:
         if cpu_budget is not None:
             cpu_budget.start(limits['cpuSec'])
@@ -106,6 +105,13 @@ def execute_code(code, namespace, environment, step_id, limits, timeout_sec, cpu
     if isinstance(failure, SystemExit) and failure.code in (None, 0):
         failure = None
     return failure
+
+
+def enter_workspace(environment):
+    try:
+        os.fchdir(environment.workspace_fd)
+    except OSError:  # the user's code closed the descriptor
+        os.chdir(environment.workspace)
 
 
 def run_cell(code, namespace, filename):
@@ -198,10 +204,3 @@ def _remove_step_folder(step_dir):
     except OSError:
         pass
 
-
-def flush_standard_streams():
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass

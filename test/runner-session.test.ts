@@ -1,3 +1,5 @@
+import { chmodSync, chownSync, existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LIMITS, RunnerSession, barePython, hasModule, newWorkspace, removeWorkspaces } from './helpers/runner-process.js';
 
@@ -161,6 +163,25 @@ describe('runner.py --session', () => {
     const { session } = await RunnerSession.start(newWorkspace());
     session.child.stdin.end();
     expect(await session.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('--user: a uid that may not traverse the parents still finds its way back after the code changes directory', async () => {
+    const parent = newWorkspace();
+    chmodSync(parent, 0o700); // root's: the thread's uid cannot pass through it
+    const workspace = join(parent, 'thread');
+    mkdirSync(workspace);
+    const uid = 55_000 + Math.floor(Math.random() * 1000);
+    chownSync(workspace, uid, uid);
+    const { session } = await RunnerSession.start(workspace, { args: ['--user', `${uid}:${uid}`] });
+    const moved = await session.run('import os\nos.chdir("/")\nos.getcwd()');
+    expect(moved.stdout).toBe("'/'\n");
+    const back = await session.run('open("here.txt", "w").write("x")\nos.getuid(), os.getcwd() == "/"');
+    expect(back.stdout).toBe(`(${uid}, False)\n`);
+    expect(back.files).toEqual([{ path: 'here.txt', change: 'created', size: 1 }]);
+    const timedOut = await session.run('os.chdir("/")\nwhile True:\n    pass', { timeoutSec: 1 });
+    expect(timedOut.limit).toBe('timeout');
+    expect(existsSync(join(workspace, 'here.txt'))).toBe(true);
+    await session.exit();
   });
 
   it.skipIf(bare === undefined)('works on a bare Python without pandas or dill', async () => {
