@@ -74,11 +74,11 @@ class StepProcesses:
 
     def _living_descendants(self):
         if self.has_children_files:
-            found, pending = [], [self.pid]
+            found, pending = set(), [self.pid]
             while pending:
                 for child in _children_of(pending.pop()):
                     if child not in found:
-                        found.append(child)
+                        found.add(child)
                         pending.append(child)
         else:
             found = _descendants_by_scan(self.pid)
@@ -152,9 +152,10 @@ def _descendants_by_scan(root):
         fields = _stat_fields(name)
         if fields is not None:
             children.setdefault(fields[1], []).append(int(name))
-    found, pending = [], [root]
+    found, pending = set(), [root]
     while pending:
         for child in children.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
+            if child not in found:
+                found.add(child)
+                pending.append(child)
     return found
