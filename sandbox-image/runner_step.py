@@ -30,7 +30,8 @@ def run_step(request, namespace, environment, prepare=None, cpu_budget=None, pri
     """
     step_id = request['id']
     step_dir = os.path.join(INTERNAL_DIR, 'steps', step_id)
-    os.makedirs(step_dir, exist_ok=True)
+    for folder in (INTERNAL_DIR, os.path.dirname(step_dir), step_dir):
+        _ensure_real_directory(folder)
     limits = request['limits']
     timeout_sec = request.get('timeoutSec', 0)
     max_output = min(int(request.get('maxOutputBytes', runner_bounds.DEFAULT_OUTPUT_BYTES)), runner_bounds.MAX_OUTPUT_BYTES)
@@ -190,6 +191,16 @@ def _bounded_names(names, notes):
     if note:
         notes.append(note)
     return kept
+
+
+def _ensure_real_directory(path):
+    """The code of an earlier step may have put a file or a symlink where a runner folder belongs (as
+    the controller does for one-shot steps, it is replaced rather than followed or failed on)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        return
+    if os.path.lexists(path):
+        os.unlink(path)
+    os.mkdir(path, 0o700)
 
 
 def _remove_step_folder(step_dir):

@@ -159,6 +159,15 @@ describe('runner.py --session', () => {
     await session.exit();
   });
 
+  it('a step that replaces the runner\'s folders with a file or a symlink does not break the next step', async () => {
+    const { session } = await RunnerSession.start(newWorkspace());
+    await session.run('import os, shutil\nshutil.rmtree(".oi/steps", ignore_errors=True)\nopen(".oi/steps", "w").write("not a folder")');
+    expect((await session.run('print("next")')).stdout).toBe('next\n');
+    await session.run('import os, shutil\nshutil.rmtree(".oi")\nos.symlink("/tmp", ".oi")');
+    expect((await session.run('print("and the one after")')).stdout).toBe('and the one after\n');
+    await session.exit();
+  });
+
   it('ends at EOF on stdin', async () => {
     const { session } = await RunnerSession.start(newWorkspace());
     session.child.stdin.end();
