@@ -93,7 +93,7 @@ def encode_reply(reply):
     return json.dumps(reply, ensure_ascii=False, separators=(',', ':')).encode('utf-8', 'backslashreplace')
 
 
-def fit_reply(reply, notes_key='notes'):
+def fit_reply(reply):
     """Returns the encoded reply, shrinking its largest parts until it fits MAX_REPLY_BYTES.
 
     The caps above keep ordinary results far below the limit; this is the last guard for the sum of
@@ -128,7 +128,7 @@ def fit_reply(reply, notes_key='notes'):
             reply['displays'] = _halve_displays(reply['displays'])
         encoded = encode_reply(reply)
     if shrunk:
-        reply[notes_key] = (reply.get(notes_key) or [])[:MAX_NOTES - 1] + [
+        reply['notes'] = (reply.get('notes') or [])[:MAX_NOTES - 1] + [
             'The result was too large and was shortened (output, file list or tables cut).']
         encoded = encode_reply(reply)
     return encoded
