@@ -17,7 +17,11 @@ import {
 
 afterAll(removeWorkspaces);
 
-/** A step that leaves three kinds of processes behind: a child, a detached grandchild, a forked daemon. */
+/**
+ * A step that leaves four kinds of processes behind: a child, a detached grandchild, a forked daemon
+ * that execs, and a forked Python child. It prints the Python child's pid and whether the three
+ * sleepers were all running when it ended (so "gone" cannot pass because they never started).
+ */
 function leaveProcessesBehind(markers: string[]): string {
   return [
     'import os, subprocess',
@@ -34,11 +38,25 @@ function leaveProcessesBehind(markers: string[]): string {
     '    import time',
     '    time.sleep(1000)',
     'import time',
+    'def running(marker):',
+    '    for pid in os.listdir("/proc"):',
+    '        try:',
+    '            if open(f"/proc/{pid}/cmdline", "rb").read() == b"sleep\\0" + marker.encode() + b"\\0":',
+    '                return True',
+    '        except OSError:  # gone meanwhile, or not a process',
+    '            pass',
+    '    return False',
     'deadline = time.monotonic() + 30',
-    `while time.monotonic() < deadline and not all(any(open(f"/proc/{p}/cmdline", "rb").read() == b"sleep\\0" + m.encode() + b"\\0" for p in os.listdir("/proc") if p.isdigit() and os.path.exists(f"/proc/{p}/cmdline")) for m in ${JSON.stringify(markers)}):`,
+    `while time.monotonic() < deadline and not all(running(marker) for marker in ${JSON.stringify(markers)}):`,
     '    time.sleep(0.01)',
-    'print(python_child)',
+    `print(python_child, all(running(marker) for marker in ${JSON.stringify(markers)}))`,
   ].join('\n');
+}
+
+function expectStartedAndGone(stdout: string): void {
+  const [pythonChild, allRunning] = stdout.trim().split(' ');
+  expect(allRunning).toBe('True');
+  expect(isGone(Number(pythonChild))).toBe(true);
 }
 
 const bwrapPrefix = ['bwrap', '--unshare-pid', '--die-with-parent', '--bind', '/', '/', '--proc', '/proc', '--dev', '/dev'];
@@ -53,7 +71,7 @@ describe('no process outlives its step', () => {
     const result = await session.run(leaveProcessesBehind(markers));
     expect(result.error).toBeNull();
     for (const marker of markers) expect(sleepersWith(marker)).toEqual([]);
-    expect(isGone(Number(result.stdout.trim()))).toBe(true);
+    expectStartedAndGone(result.stdout);
     expect((await session.run('child.poll() is not None')).stdout).toBe('True\n');
     await session.exit();
   });
@@ -63,7 +81,7 @@ describe('no process outlives its step', () => {
     const { result } = runOneShot(newWorkspace(), leaveProcessesBehind(markers));
     expect(result.error).toBeNull();
     for (const marker of markers) expect(sleepersWith(marker)).toEqual([]);
-    expect(isGone(Number(result.stdout.trim()))).toBe(true);
+    expectStartedAndGone(result.stdout);
   });
 
   it('processes that are not the step’s are never touched', async () => {
@@ -107,6 +125,7 @@ describe('no process outlives its step', () => {
     const markers = [sleepMarker(), sleepMarker(), sleepMarker()];
     const result = await session.run(leaveProcessesBehind(markers));
     expect(result.error).toBeNull();
+    expect(result.stdout.trim().split(' ')[1]).toBe('True'); // its pid is the namespace's: checked from inside below
     for (const marker of markers) expect(sleepersWith(marker)).toEqual([]);
     const inside = await session.run('import os\nsorted(int(p) for p in os.listdir("/proc") if p.isdigit())');
     expect(inside.stdout).toBe('[1, 2]\n'); // bubblewrap's init and the runner: nothing else
