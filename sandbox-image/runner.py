@@ -35,7 +35,6 @@ import runner_display
 import runner_figures
 import runner_limits
 import runner_processes
-import runner_session
 import runner_state
 import runner_step
 
@@ -147,6 +146,8 @@ def run_one_step(args, environment, namespace):
 
 def main():
     args = parse_arguments(sys.argv[1:])
+    if args.session:
+        import runner_session  # threads and queues: not for one-shot steps (before start() changes sys.path)
     environment, namespace = start(args)
     if args.session:
         runner_session.serve(environment, namespace, args.limits)

@@ -18,7 +18,6 @@ can only be a DataFrame when the user's code imported pandas already.
 
 import builtins
 import os
-import shutil
 import sys
 
 import runner_bounds
@@ -97,6 +96,7 @@ def remove_old_displays(step_id):
         names = os.listdir(DISPLAYS_DIR)
     except OSError:
         return
+    import shutil  # only when there is something to remove: it costs ~4 ms at every start
     for name in names:
         if name != step_id:
             shutil.rmtree(os.path.join(DISPLAYS_DIR, name), ignore_errors=True)

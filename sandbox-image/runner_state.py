@@ -16,7 +16,6 @@ copy each after a restore.
 import io
 import os
 import pickle
-import secrets
 import sys
 import types
 
@@ -87,7 +86,7 @@ def read_stamp(path):
 
 
 def _write_stamp(path):
-    stamp = secrets.token_hex(16)
+    stamp = os.urandom(16).hex()  # not `secrets`: it imports hashlib/OpenSSL, ~25 ms at every start
     temporary = stamp_path(path) + '.tmp'
     try:
         with open(temporary, 'w', encoding='ascii') as handle:

@@ -5,7 +5,8 @@
 #  - optional Debian packages: every library of sandbox-image/requirements.txt that Debian packages, so the
 #    local sandbox is close to the Cloud Run image, and passt (`pasta`, user-mode networking for the sandbox).
 #    One that this distribution does not package is named in a warning and skipped;
-#  - npm packages (npm ci), when package-lock.json changed since the last run.
+#  - npm packages (npm ci), when package-lock.json changed since the last run;
+#  - the runner's bytecode (sandbox-image/__pycache__, ignored by git; compileall skips what is current).
 # Fast when everything is installed: one dpkg-query, no apt, no npm. Packages found missing from the
 # distribution are remembered (per state of the apt lists), so they cost no apt query on later runs.
 #
@@ -135,3 +136,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   npm ci --no-audit --no-fund --loglevel=error
   echo "$want" > "$stamp"
 fi
+
+# The runner's folder is read-only inside the jail, so Python cannot cache its bytecode there at run
+# time: compile it once here (as the sandbox image does), or every step compiles the runner's modules.
+for python in /usr/bin/python3 "${SANDBOX_PYTHON:-}"; do
+  if [ -n "$python" ] && command -v "$python" >/dev/null 2>&1; then
+    "$python" -m compileall -q sandbox-image >/dev/null || true
+  fi
+done

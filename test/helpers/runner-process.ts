@@ -54,6 +54,8 @@ export interface ReadyReply {
 
 export interface StepOptions {
   timeoutSec?: number;
+  /** How long to wait for the result (default REPLY_TIMEOUT_MS). */
+  replyTimeoutMs?: number;
   limits?: ResourceLimits;
   maxOutputBytes?: number;
 }
@@ -113,8 +115,8 @@ export class RunnerSession {
   }
 
   /** The next reply line, parsed. Rejects when the runner exits first or nothing comes in time. */
-  async next(): Promise<Record<string, unknown>> {
-    const deadline = Date.now() + REPLY_TIMEOUT_MS;
+  async next(timeoutMs = REPLY_TIMEOUT_MS): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
     while (this.lines.length === 0) {
       if (this.exitStatus !== undefined) {
         throw new Error(`runner exited (${JSON.stringify(this.exitStatus)}) before replying: ${this.stderrText}`);
@@ -149,14 +151,14 @@ export class RunnerSession {
     return id;
   }
 
-  async result(id: string): Promise<SessionResult> {
-    const reply = (await this.next()) as unknown as SessionResult;
+  async result(id: string, timeoutMs = REPLY_TIMEOUT_MS): Promise<SessionResult> {
+    const reply = (await this.next(timeoutMs)) as unknown as SessionResult;
     if (reply.type !== 'result' || reply.id !== id) throw new Error(`expected the result of ${id}, got ${JSON.stringify(reply).slice(0, 2_000)}`);
     return reply;
   }
 
   async run(code: string, options: StepOptions = {}): Promise<SessionResult> {
-    return this.result(this.start(code, options));
+    return this.result(this.start(code, options), options.replyTimeoutMs);
   }
 
   /** Resolves once the running step has printed `text` (its stdout capture file holds it). */
