@@ -132,6 +132,7 @@ def run_one_step(args, environment, namespace):
         nonlocal loaded
         loaded = runner_state.restore(runner_step.STATE_PATH, namespace, notes)
 
+    environment.signals.begin_step()
     # A controller that does not read `displays` yet ("displays": true absent) still gets each
     # table's compact text in stdout.
     result = runner_step.run_step(request, namespace, environment, prepare=restore,

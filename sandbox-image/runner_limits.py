@@ -41,12 +41,25 @@ class CpuLimitExceeded(BaseException):
 class StepSignals:
     """SIGINT (Stop), SIGALRM (timeout) and SIGPROF (session CPU budget) raise in the user's code only
     while a step is armed; outside a step they are ignored, so a late Stop cannot break the runner.
-    The handlers are Python handlers, never SIG_IGN: an ignored signal would stay ignored in every
-    program the user's code starts."""
+    A Stop that arrives while a step prepares (before its code runs) is kept and raised when the code
+    starts. The handlers are Python handlers, never SIG_IGN: an ignored signal would stay ignored in
+    every program the user's code starts."""
 
     def __init__(self):
         self.armed = False
+        self.step_active = False
+        self.stop_pending = False
         self.marker_path = None
+
+    def begin_step(self, stopped=False):
+        """From here on a Stop is kept until the step's code runs (stopped: one came before)."""
+        self.install()
+        self.stop_pending = stopped
+        self.step_active = True
+
+    def end_step(self):
+        self.step_active = False
+        self.stop_pending = False
 
     def install(self):
         """(Re)installs the handlers: the user's code of an earlier step may have replaced them."""
@@ -58,6 +71,9 @@ class StepSignals:
         self.marker_path = marker_path
         self.install()
         self.armed = True
+        if self.stop_pending:
+            self.stop_pending = False
+            raise KeyboardInterrupt()
         if timeout_sec:
             signal.setitimer(signal.ITIMER_REAL, float(timeout_sec))
         if cpu_sec:
@@ -72,6 +88,8 @@ class StepSignals:
     def _on_interrupt(self, signum, frame):
         if self.armed:
             raise KeyboardInterrupt()
+        if self.step_active:
+            self.stop_pending = True
 
     def _on_timeout(self, signum, frame):
         if self.armed:

@@ -10,7 +10,7 @@ request or write a reply by accident.
     → {"type":"ready","restored":"checkpoint"|"fresh","notes":[...]}            once, after start-up
     ← {"type":"step","id","code","timeoutSec","limits","maxOutputBytes"}          run a step
     → {"type":"result","id",...RunnerResultFile fields...,"restored":"memory"|"checkpoint"|"fresh","displays":[...]}
-    ← {"type":"stop","id"}     Stop the running step with that id (same as SIGINT; ignored otherwise)
+    ← {"type":"stop","id"}     Stop that step, running or queued (same as SIGINT; ignored otherwise)
     ← {"type":"exit"}, or EOF  end the session after the running step
     → {"type":"error","id"?,"message"}                                            a request was refused
 
@@ -54,6 +54,11 @@ class ControlChannel:
             os.dup2(null, fd)
         os.close(null)
         self.messages = queue.Queue()
+        # Which steps are queued or running, so that a stop finds its step wherever it is (the lock
+        # keeps the reader thread and the main thread from seeing a step in neither place).
+        self.step_lock = threading.Lock()
+        self.queued_ids = set()
+        self.stopped_before_start = set()
         self.running_id = None
         self.main_thread = threading.main_thread().ident
         self.write_lock = threading.Lock()
@@ -88,18 +93,40 @@ class ControlChannel:
             return
         kind = message.get('type') if isinstance(message, dict) else None
         if kind == 'stop':
-            if self.running_id is not None and message.get('id') in (None, self.running_id):
-                signal.pthread_kill(self.main_thread, signal.SIGINT)
+            self._stop(message.get('id'))
         elif kind == 'exit':
             self.messages.put(message)
         elif kind == 'step':
             problem = validate_step(message)
             if problem is None:
+                with self.step_lock:
+                    self.queued_ids.add(message['id'])
                 self.messages.put(message)
             else:
                 self._refuse(message.get('id'), problem)
         else:
             self._refuse(None, f'unknown request type {str(kind)[:50]!r}')
+
+    def _stop(self, step_id):
+        """Stop the running step (SIGINT to the main thread, so a blocking call is interrupted too), or
+        mark a queued one to be stopped as soon as it starts."""
+        with self.step_lock:
+            if self.running_id is not None and step_id in (None, self.running_id):
+                signal.pthread_kill(self.main_thread, signal.SIGINT)
+            elif step_id in self.queued_ids:
+                self.stopped_before_start.add(step_id)
+
+    def begin(self, step_id, signals):
+        """The main thread takes a step from the queue: it is running from now on for a stop."""
+        with self.step_lock:
+            self.queued_ids.discard(step_id)
+            self.running_id = step_id
+            signals.begin_step(stopped=step_id in self.stopped_before_start)
+            self.stopped_before_start.discard(step_id)
+
+    def finish(self):
+        with self.step_lock:
+            self.running_id = None
 
     def _refuse(self, step_id, problem):
         reply = {'type': 'error', 'message': problem}
@@ -215,12 +242,12 @@ class Session:
                 loaded = runner_state.restore(runner_step.STATE_PATH, self.namespace, step_notes)
                 restored = 'checkpoint' if loaded else 'fresh'
 
-        self.channel.running_id = request['id']
+        self.channel.begin(request['id'], self.environment.signals)
         try:
             result = runner_step.run_step(request, self.namespace, self.environment, prepare=reload_if_stale,
                                           cpu_budget=self.cpu_budget)
         finally:
-            self.channel.running_id = None
+            self.channel.finish()
         # When the stamp could not be written, the file still holds the one before: not a sign of another writer.
         self.known_stamp = runner_state.last_stamp or runner_state.read_stamp(runner_step.STATE_PATH)
         result['notes'] = runner_bounds.bound_notes(notes + result['notes'])

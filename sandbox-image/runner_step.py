@@ -22,9 +22,11 @@ RUNNER_PID = os.getpid()
 
 
 def run_step(request, namespace, environment, prepare=None, cpu_budget=None, print_tables=False):
-    """Runs request['code'] in namespace; returns the result dict (without `restored`).
+    """Runs request['code'] in namespace; returns the result dict (without `restored`). The caller
+    has called environment.signals.begin_step().
 
-    environment: .workspace (absolute path), .workspace_fd (its folder, open), .signals (StepSignals), .processes (StepProcesses).
+    environment: .workspace (absolute path), .workspace_fd (its folder, open), .signals (StepSignals),
+    .processes (StepProcesses).
     prepare(notes): called before the code runs, inside the output capture (restores the state).
     cpu_budget: a SessionCpuBudget in session mode; one-shot mode relies on RLIMIT_CPU.
     """
@@ -54,6 +56,7 @@ def run_step(request, namespace, environment, prepare=None, cpu_budget=None, pri
         figures = runner_figures.save_open_figures(notes)
         unsaved = runner_state.save(STATE_PATH, namespace, notes)
         tables = displays.result()
+    environment.signals.end_step()
     stdout, stderr, truncated = output.read(max_output)
     files = runner_files.compare(before, runner_files.snapshot('.'), notes)
     _remove_step_folder(step_dir)

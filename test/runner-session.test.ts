@@ -77,6 +77,20 @@ describe('runner.py --session', () => {
     await session.exit();
   });
 
+  it('a Stop that arrives while the step is still being prepared stops it as soon as its code starts', async () => {
+    const workspace = newWorkspace();
+    const { session: first } = await RunnerSession.start(workspace);
+    const { session: second } = await RunnerSession.start(workspace);
+    // A big checkpoint written by the other session: the next step of `first` reloads it before its code runs.
+    await second.run('blob = list(range(3_000_000))');
+    const id = first.start('print("the code ran")\nwhile True:\n    pass');
+    first.send({ type: 'stop', id });
+    const stopped = await first.result(id);
+    expect(stopped.error?.name).toBe('KeyboardInterrupt');
+    expect(stopped.restored).toBe('checkpoint');
+    await Promise.all([first.exit(), second.exit()]);
+  });
+
   it('the step timeout (SIGALRM) raises StepTimeout; variables made before it survive', async () => {
     const { session } = await RunnerSession.start(newWorkspace());
     const result = await session.run('made = "before timeout"\nwhile True:\n    pass', { timeoutSec: 1 });
