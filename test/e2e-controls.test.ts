@@ -3,7 +3,7 @@ import type { HistoryMessage } from '../controller/agent/history.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import { executeCall, lastUserText, userTexts } from './fakes/fake-openai.js';
 import { SIGNING_SECRET } from './helpers/bot-process.js';
-import { startHarness, stopHarness, TEAM, type Backend, type Harness } from './helpers/e2e-scenarios.js';
+import { startHarness, stopHarness, TEAM, type Backend, type Harness } from './helpers/harness.js';
 import { answerMessages, statusMessages, waitForFinishedStatus } from './helpers/experience.js';
 import { messageEvent, nextMessageTs, postEvent } from './helpers/slack-events.js';
 

@@ -3,7 +3,7 @@ import { assert, afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import { executeCall, lastUserText, messageText, toolResults, userTexts } from './fakes/fake-openai.js';
 import { SIGNING_SECRET } from './helpers/bot-process.js';
-import { startHarness, stopHarness, type Backend, type Harness } from './helpers/e2e-scenarios.js';
+import { startHarness, stopHarness, type Backend, type Harness } from './helpers/harness.js';
 import {
   answerMessages,
   blocksText,

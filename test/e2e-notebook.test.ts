@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { validateNotebookStructure } from '../controller/notebook.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import { executeCall, lastUserText } from './fakes/fake-openai.js';
-import { startHarness, stopHarness, type Backend, type Harness } from './helpers/e2e-scenarios.js';
+import { startHarness, stopHarness, type Backend, type Harness } from './helpers/harness.js';
 
 /** Issue 7, taking the work away (`notebook`) and the upload preview, through the whole bot. */
 

@@ -1,228 +1,19 @@
 /**
- * Proves the test fakes speak the real wire formats: the real @slack/web-api, @slack/bolt and openai clients are
- * pointed at them, so the end-to-end tests can trust what the fakes record.
+ * Proves the OpenAI, GCS and Cloud Run fakes speak the real wire formats and refuse what the real services refuse:
+ * the real openai, @google-cloud/storage and @google-cloud/run clients are pointed at them, so the tests that use
+ * them can trust both their answers and their refusals. (FakeSlack is proven in fake-slack.test.ts.)
  */
 
-import { createHash } from 'node:crypto';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { assert, afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { App, LogLevel } from '@slack/bolt';
-import { LogLevel as WebLogLevel, WebClient, WebClientEvent } from '@slack/web-api';
 import OpenAI from 'openai';
+import { protos } from '@google-cloud/run';
+import { Storage } from '@google-cloud/storage';
+import { loadConfig } from '../controller/config.js';
+import { createGcpClients, EMULATOR_SANDBOX_TOKEN, type GcpClients } from '../controller/gcp-clients.js';
+import { silentLogger } from '../controller/logger.js';
+import { FakeCloudRun } from './fakes/fake-cloud-run.js';
+import { FakeGcs } from './fakes/fake-gcs.js';
 import { FakeOpenAI, executeCall, lastUserText, toolResults } from './fakes/fake-openai.js';
-import { FakeSlack, generatedContent, LOGIN_PAGE_HTML } from './fakes/fake-slack.js';
-import { mentionEvent, mentionText, postBlockAction, postEvent, postUrlVerification, signedRequest } from './helpers/slack-events.js';
-
-const botToken = 'xoxb-test';
-
-describe('FakeSlack with the real WebClient', () => {
-  const slack = new FakeSlack({ botToken, botUserId: 'UBOT', teamId: 'T1' });
-  let client: WebClient;
-  beforeAll(async () => {
-    await slack.start();
-    client = new WebClient(botToken, { slackApiUrl: slack.apiUrl, retryConfig: { retries: 2, minTimeout: 10, maxTimeout: 20 } });
-  });
-  afterAll(() => slack.close());
-
-  test('auth.test, postMessage, update, delete and the reconstructed thread', async () => {
-    const auth = await client.auth.test();
-    expect(auth.user_id).toBe('UBOT');
-    expect(auth.team_id).toBe('T1');
-    slack.seedMessage({ channel: 'C1', ts: '1700000001.000001', user: 'U1', text: mentionText('UBOT', 'hi') });
-    const first = await client.chat.postMessage({ channel: 'C1', thread_ts: '1700000001.000001', text: 'working…', blocks: [{ type: 'section', text: { type: 'mrkdwn', text: '*working*' } }] });
-    const second = await client.chat.postMessage({ channel: 'C1', thread_ts: '1700000001.000001', text: 'answer' });
-    const elsewhere = await client.chat.postMessage({ channel: 'C1', text: 'top level' });
-    assert(first.ts && second.ts && elsewhere.ts, 'every post has a ts');
-    expect(second.ts > first.ts && first.ts > '1700000001.000001', 'ts values increase and follow seeded ones').toBeTruthy();
-    expect(slack.callsTo('chat.postMessage')[0]?.args.blocks).toStrictEqual([{ type: 'section', text: { type: 'mrkdwn', text: '*working*' } }]);
-    await client.chat.update({ channel: 'C1', ts: first.ts, text: 'done in 2 steps' });
-    const thread = slack.messagesIn('C1', '1700000001.000001');
-    expect(thread.map((message) => message.text)).toStrictEqual([mentionText('UBOT', 'hi'), 'done in 2 steps', 'answer']);
-    expect(thread[1]?.edited).toBeTruthy();
-    await client.chat.delete({ channel: 'C1', ts: second.ts });
-    expect(slack.botMessagesIn('C1', '1700000001.000001').map((message) => message.text)).toStrictEqual(['done in 2 steps']);
-    await expect(client.chat.update({ channel: 'C1', ts: second.ts, text: 'x' })).rejects.toThrow(/message_not_found/);
-    const replies = await client.conversations.replies({ channel: 'C1', ts: '1700000001.000001' });
-    expect(replies.messages?.length).toBe(2);
-    await client.reactions.add({ channel: 'C1', timestamp: '1700000001.000001', name: 'eyes' });
-    await expect(client.reactions.add({ channel: 'C1', timestamp: '1700000001.000001', name: 'eyes' })).rejects.toThrow(/already_reacted/);
-    await client.reactions.remove({ channel: 'C1', timestamp: '1700000001.000001', name: 'eyes' });
-    expect(slack.unexpected).toStrictEqual([]);
-  });
-
-  test('wrong token, unknown and retired methods fail loudly', async () => {
-    const before = slack.unexpected.length;
-    const stranger = new WebClient('xoxb-wrong', { slackApiUrl: slack.apiUrl });
-    await expect(stranger.chat.postMessage({ channel: 'C1', text: 'x' })).rejects.toThrow(/invalid_auth/);
-    await expect(client.apiCall('chat.nonsense', {})).rejects.toThrow(/unknown_method/);
-    expect(slack.unexpected.slice(before).map((entry) => entry.method)).toStrictEqual(['chat.postMessage', 'chat.nonsense']);
-  });
-
-  test('messages Slack would refuse are refused and recorded', async () => {
-    const before = slack.unexpected.length;
-    await expect(client.chat.postMessage({ channel: 'C1', text: 'x'.repeat(40_001) })).rejects.toThrow(/msg_too_long/);
-    const longSection = [{ type: 'section', text: { type: 'mrkdwn', text: 'y'.repeat(3001) } }];
-    await expect(client.chat.postMessage({ channel: 'C1', text: 'fallback', blocks: longSection })).rejects.toThrow(/invalid_blocks/);
-    expect(slack.unexpected.slice(before).map((entry) => entry.reason)).toStrictEqual(['msg_too_long', 'invalid_blocks']);
-  });
-
-  test('assistant.threads.setStatus succeeds or fails as configured', async () => {
-    await client.assistant.threads.setStatus({ channel_id: 'C1', thread_ts: '1700000001.000001', status: 'thinking' });
-    slack.setStatusResult = 'not_allowed_token_type';
-    await expect(client.assistant.threads.setStatus({ channel_id: 'C1', thread_ts: '1700000001.000001', status: 'x' })).rejects.toThrow(/not_allowed_token_type/);
-    slack.setStatusResult = 'ok';
-  });
-
-  test('files.uploadV2 bytes arrive intact in the right thread', async () => {
-    const bytes = Buffer.from(Array.from({ length: 70_000 }, (_, index) => (index * 7) % 256));
-    await client.filesUploadV2({ channel_id: 'C2', thread_ts: '1700000002.000001', file: bytes, filename: 'chart.png', title: 'out/chart.png', initial_comment: 'Here it is' });
-    await client.filesUploadV2({
-      channel_id: 'C2',
-      thread_ts: '1700000002.000001',
-      file_uploads: [
-        { file: Buffer.from('a,b\n1,2\n'), filename: 'a.csv' },
-        { file: Buffer.from('hello'), filename: 'b.txt' },
-      ],
-    });
-    expect(slack.uploads.length).toBe(3);
-    const [chart, csv, text] = slack.uploads;
-    expect(chart?.filename).toBe('chart.png');
-    expect(chart?.title).toBe('out/chart.png');
-    expect(chart?.channelId).toBe('C2');
-    expect(chart?.threadTs).toBe('1700000002.000001');
-    expect(chart?.initialComment).toBe('Here it is');
-    expect(chart?.bytes.equals(bytes)).toBeTruthy();
-    expect(chart?.declaredLength).toBe(bytes.length);
-    expect(csv?.bytes.toString()).toBe('a,b\n1,2\n');
-    expect(text?.bytes.toString()).toBe('hello');
-    const shares = slack.botMessagesIn('C2', '1700000002.000001').flatMap((message) => message.files ?? []);
-    expect(shares.map((file) => file.name).sort()).toStrictEqual(['a.csv', 'b.txt', 'chart.png']);
-    expect(slack.callsTo('files.completeUploadExternal').length).toBe(2);
-  });
-
-  test('url_private_download serves bytes only with the bot token, the HTML login page otherwise', async () => {
-    const content = Buffer.from('region,sales\nnorth,10\n');
-    const file = slack.addFile({ name: 'sales.csv', content, mimetype: 'text/csv' });
-    const withToken = await fetch(file.url_private_download, { headers: { Authorization: `Bearer ${botToken}` } });
-    expect(withToken.status).toBe(200);
-    expect(Buffer.from(await withToken.arrayBuffer()).equals(content)).toBeTruthy();
-    for (const headers of [{}, { Authorization: 'Bearer xoxb-wrong' }] as Array<Record<string, string>>) {
-      const anonymous = await fetch(file.url_private_download, { headers });
-      expect(anonymous.status).toBe(200);
-      expect(anonymous.headers.get('content-type') ?? '').toMatch(/^text\/html/);
-      expect(await anonymous.text()).toBe(LOGIN_PAGE_HTML);
-    }
-    slack.setFileMode(file.id, 'login-page');
-    const noScope = await fetch(file.url_private_download, { headers: { Authorization: `Bearer ${botToken}` } });
-    expect(await noScope.text()).toMatch(/^<!DOCTYPE html>/);
-    slack.setFileMode(file.id, 'deleted');
-    const deleted = await fetch(file.url_private_download, { headers: { Authorization: `Bearer ${botToken}` } });
-    expect(deleted.status).toBe(404);
-    await deleted.body?.cancel();
-    await expect(client.files.info({ file: file.id })).rejects.toThrow(/file_not_found/);
-  });
-
-  test('a huge generated file streams with the right length and bytes', async () => {
-    const size = 20 * 1024 * 1024 + 3;
-    const file = slack.addFile({ name: 'big.csv', content: generatedContent(size, 'x,y\n'), size });
-    expect((await client.files.info({ file: file.id })).file?.size).toBe(size);
-    const response = await fetch(file.url_private_download, { headers: { Authorization: `Bearer ${botToken}` } });
-    expect(response.headers.get('content-length')).toBe(String(size));
-    let total = 0;
-    const hash = createHash('sha256');
-    for await (const chunk of response.body!) {
-      total += chunk.length;
-      hash.update(chunk);
-    }
-    expect(total).toBe(size);
-    const expected = createHash('sha256').update(Buffer.from('x,y\n'.repeat(Math.ceil(size / 4)).slice(0, size))).digest('hex');
-    expect(hash.digest('hex')).toBe(expected);
-  });
-
-  test('rate limiting answers 429 and the real client retries', async () => {
-    slack.rateLimit('chat.postMessage', { every: 2 });
-    const limited = new WebClient(botToken, { slackApiUrl: slack.apiUrl, logLevel: WebLogLevel.ERROR });
-    let rateLimitedEvents = 0;
-    limited.on(WebClientEvent.RATE_LIMITED, () => rateLimitedEvents++);
-    const before = slack.callsTo('chat.postMessage').length;
-    await limited.chat.postMessage({ channel: 'C3', text: 'one' });
-    await limited.chat.postMessage({ channel: 'C3', text: 'two' });
-    expect(rateLimitedEvents).toBe(1);
-    expect(slack.rateLimited.length).toBe(1);
-    expect(slack.callsTo('chat.postMessage').length - before).toBe(2);
-    slack.clearRateLimits();
-  });
-
-  test('waitFor resolves on a later call and rejects with a dump on timeout', async () => {
-    const waiting = slack.waitFor((fake) => fake.callsTo('chat.postMessage').find((call) => call.args.text === 'later'));
-    await client.chat.postMessage({ channel: 'C4', text: 'later' });
-    expect((await waiting).args.channel).toBe('C4');
-    await expect(slack.waitFor(() => false, 50)).rejects.toThrow(/waitFor timed out after 50 ms[\s\S]*chat.postMessage/);
-  });
-});
-
-describe('signed events against a real Bolt app', () => {
-  const signingSecret = 'test-signing-secret';
-  const slack = new FakeSlack({ botToken, botUserId: 'UBOT', teamId: 'T1' });
-  const mentions: Array<{ text: string; channel: string; thread_ts?: string; files?: unknown[] }> = [];
-  const clicks: string[] = [];
-  let app: App;
-  let eventsUrl: string;
-  beforeAll(async () => {
-    await slack.start();
-    app = new App({ signingSecret, token: botToken, logLevel: LogLevel.ERROR, clientOptions: { slackApiUrl: slack.apiUrl } });
-    app.event('app_mention', async ({ event, client }) => {
-      mentions.push({ text: event.text, channel: event.channel, thread_ts: event.thread_ts, files: (event as { files?: unknown[] }).files });
-      await client.chat.postMessage({ channel: event.channel, thread_ts: event.thread_ts ?? event.ts, text: 'ack' });
-    });
-    app.action('stop', async ({ ack, body }) => {
-      await ack();
-      clicks.push(body.user.id);
-    });
-    const server = (await app.start(0)) as Server;
-    const port = (server.address() as AddressInfo).port;
-    eventsUrl = `http://127.0.0.1:${port}/slack/events`;
-  });
-  afterAll(async () => {
-    await app.stop();
-    await slack.close();
-  });
-
-  test('an app_mention signed with the right secret reaches the listener', async () => {
-    const file = slack.addFile({ name: 'a.csv', content: 'a\n1\n' });
-    const event = mentionEvent({ channel: 'C9', user: 'U1', text: mentionText('UBOT', 'hello'), thread_ts: '1700000009.000001', files: [file] });
-    slack.seedFromEvent(event);
-    const result = await postEvent(eventsUrl, signingSecret, event);
-    expect(result.status).toBe(200);
-    await slack.waitFor((fake) => fake.messagesIn('C9', '1700000009.000001').length > 0);
-    expect(mentions.map((mention) => mention.text)).toStrictEqual(['<@UBOT> hello']);
-    expect((mentions[0]?.files as Array<{ id: string }>)[0]?.id).toBe(file.id);
-    const replies = await new WebClient(botToken, { slackApiUrl: slack.apiUrl }).conversations.replies({ channel: 'C9', ts: String(event.ts) });
-    expect(replies.messages?.[0]?.files?.[0]?.id).toBe(file.id);
-    expect(slack.unexpected).toStrictEqual([]);
-  });
-
-  test('a bad signature or a stale timestamp is rejected with 401', async () => {
-    const event = mentionEvent({ channel: 'C9', user: 'U1', text: mentionText('UBOT', 'evil') });
-    expect((await postEvent(eventsUrl, 'wrong-secret', event)).status).toBe(401);
-    const stale = Math.floor(Date.now() / 1000) - 10 * 60;
-    expect((await postEvent(eventsUrl, signingSecret, event, { timestamp: stale })).status).toBe(401);
-    const tampered = signedRequest(signingSecret, JSON.stringify({ type: 'event_callback', event }));
-    const response = await fetch(eventsUrl, { method: 'POST', headers: tampered.headers, body: tampered.body.replace('evil', 'nice') });
-    expect(response.status).toBe(401);
-    expect(!mentions.some((mention) => /evil|nice/.test(mention.text))).toBeTruthy();
-  });
-
-  test('url_verification and a signed block_actions click', async () => {
-    const verification = await postUrlVerification(eventsUrl, signingSecret, 'challenge-123');
-    expect(verification.status).toBe(200);
-    expect(verification.body).toMatch(/challenge-123/);
-    const click = await postBlockAction(eventsUrl, signingSecret, { actionId: 'stop', user: 'U7', channel: 'C9', messageTs: '1700000009.000002', responseUrl: slack.newResponseUrl() });
-    expect(click.status).toBe(200);
-    expect(clicks).toStrictEqual(['U7']);
-  });
-});
 
 describe('FakeOpenAI with the real openai client', () => {
   const ai = new FakeOpenAI({ apiKey: 'sk-test' });
@@ -253,9 +44,9 @@ describe('FakeOpenAI with the real openai client', () => {
     const second = await client.chat.completions.create({ model: 'gpt-test', messages, tools });
     expect(second.choices[0]?.message.content).toBe('The sum is 5050 (sum 1..100)');
     expect(second.usage).toStrictEqual({ prompt_tokens: 11, completion_tokens: 5, total_tokens: 16 });
-    expect(ai.requests.length).toBe(2);
+    expect(ai.requests).toHaveLength(2);
     expect(ai.requests[1]?.headers.authorization).toBe('Bearer sk-test');
-    expect(ai.requests[1]?.body.messages.length).toBe(3);
+    expect(ai.requests[1]?.body.messages).toHaveLength(3);
     ai.script(undefined);
   });
 
@@ -271,7 +62,7 @@ describe('FakeOpenAI with the real openai client', () => {
       if (chunk.usage) usage = chunk.usage;
     }
     expect(text).toBe('Hello, streaming world!');
-    expect(chunks > 3, 'content arrives in several deltas').toBeTruthy();
+    expect(chunks, 'content arrives in several deltas').toBeGreaterThan(3);
     expect(usage).toStrictEqual({ prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 });
     const runner = client.chat.completions.stream({ model: 'gpt-test', messages: [{ role: 'user', content: 'run' }], tools });
     const final = await runner.finalChatCompletion();
@@ -288,15 +79,16 @@ describe('FakeOpenAI with the real openai client', () => {
     const retried = await client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] });
     expect(retried.choices[0]?.message.content).toBe('after retry');
     ai.enqueue({ error: { status: 400, message: 'bad request' } });
-    await expect(client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] })).rejects.toSatisfy((error: unknown) => error instanceof OpenAI.BadRequestError);
+    await expect(client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
     const before = ai.requests.length;
     const noRetry = new OpenAI({ apiKey: 'sk-test', baseURL: ai.baseUrl, maxRetries: 0 });
-    await expect(noRetry.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] })).rejects.toSatisfy((error: unknown) => error instanceof OpenAI.InternalServerError);
+    await expect(noRetry.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.InternalServerError);
     expect(ai.requests.length).toBe(before + 1);
-    expect(ai.unexpected.length).toBe(1);
+    expect(ai.unexpected).toHaveLength(1);
     const wrongKey = new OpenAI({ apiKey: 'sk-wrong', baseURL: ai.baseUrl, maxRetries: 0 });
-    await expect(wrongKey.chat.completions.create({ model: 'gpt-test', messages: [] })).rejects.toSatisfy((error: unknown) => error instanceof OpenAI.AuthenticationError);
+    await expect(wrongKey.chat.completions.create({ model: 'gpt-test', messages: [] })).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
     expect(() => ai.assertExhausted()).toThrow(/not exhausted/);
+    ai.unexpected.length = 0;
   });
 
   test('a delayed reply is marked aborted when the client gives up', async () => {
@@ -305,7 +97,150 @@ describe('FakeOpenAI with the real openai client', () => {
     const pending = client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'slow' }] }, { signal: controller.signal });
     const request = await ai.waitFor((fake) => fake.requests.find((entry) => lastUserText(entry.body) === 'slow'));
     controller.abort();
-    await expect(pending).rejects.toSatisfy((error: unknown) => error instanceof OpenAI.APIUserAbortError);
+    await expect(pending).rejects.toBeInstanceOf(OpenAI.APIUserAbortError);
     await ai.waitFor(() => request.aborted);
+  });
+
+  test('tool calls not answered one for one are refused with the real API’s 400', async () => {
+    const strict = new OpenAI({ apiKey: 'sk-test', baseURL: ai.baseUrl, maxRetries: 0 });
+    const call = (id: string) => ({ id, type: 'function' as const, function: { name: 'execute', arguments: '{}' } });
+    const asked: OpenAI.Chat.ChatCompletionMessageParam[] = [
+      { role: 'system', content: 'be brief' },
+      { role: 'user', content: 'two steps' },
+      { role: 'assistant', content: null, tool_calls: [call('call_1'), call('call_2')] },
+    ];
+    const refusal = async (messages: OpenAI.Chat.ChatCompletionMessageParam[]) => {
+      const error = await strict.chat.completions.create({ model: 'gpt-test', messages }).catch((caught: unknown) => caught);
+      assert(error instanceof OpenAI.BadRequestError, `expected a 400, got ${String(error)}`);
+      return { status: error.status, type: error.type, code: error.code, param: error.param, message: error.message };
+    };
+    const before = ai.requests.length;
+    expect(await refusal([...asked, { role: 'tool', tool_call_id: 'call_1', content: 'one' }, { role: 'user', content: 'and?' }])).toStrictEqual({
+      status: 400,
+      type: 'invalid_request_error',
+      code: null,
+      param: 'messages.[4].role',
+      message:
+        "400 An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: call_2",
+    });
+    expect((await refusal([asked[1]!, { role: 'tool', tool_call_id: 'call_1', content: 'orphan' }])).param).toBe('messages.[1].role');
+    expect((await refusal([...asked, { role: 'tool', tool_call_id: 'call_9', content: '?' }])).param).toBe('messages.[3].tool_call_id');
+    expect(ai.requests.length, 'refused before any reply is used').toBe(before);
+    expect(ai.unexpected, 'each refusal is recorded').toHaveLength(3);
+    ai.unexpected.length = 0;
+
+    ai.enqueue({ content: 'both answered' });
+    const answered = [...asked, { role: 'tool' as const, tool_call_id: 'call_2', content: 'two' }, { role: 'tool' as const, tool_call_id: 'call_1', content: 'one' }];
+    expect((await strict.chat.completions.create({ model: 'gpt-test', messages: answered })).choices[0]?.message.content).toBe('both answered');
+  });
+
+  test('a 429 says when to retry (retry-after, retry-after-ms) and how the limits stand (x-ratelimit-*)', async () => {
+    ai.enqueue({ error: { status: 429 }, }, { content: 'after the wait' });
+    const answer = await client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'limited' }] }).withResponse();
+    expect(answer.data.choices[0]?.message.content).toBe('after the wait');
+    const [limited, retry] = ai.requests.slice(-2);
+    expect(limited?.status).toBe(429);
+    expect(retry?.headers['x-stainless-retry-count'], 'the client retried').toBe('1');
+    expect(answer.response.headers.get('x-request-id')).toMatch(/^req_/);
+
+    ai.enqueue({ error: { status: 429, retryAfterMs: 1500 } });
+    const raw = await fetch(`${ai.baseUrl}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer sk-test', 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-test', messages: [{ role: 'user', content: 'raw' }] }),
+    });
+    expect(raw.status).toBe(429);
+    const headers = Object.fromEntries([...raw.headers].filter(([name]) => name.startsWith('retry-after') || name.startsWith('x-ratelimit-')));
+    expect(headers).toStrictEqual({
+      'retry-after': '2',
+      'retry-after-ms': '1500',
+      'x-ratelimit-limit-requests': '500',
+      'x-ratelimit-remaining-requests': '0',
+      'x-ratelimit-reset-requests': '1500ms',
+      'x-ratelimit-limit-tokens': '30000',
+      'x-ratelimit-remaining-tokens': '29000',
+      'x-ratelimit-reset-tokens': '2s',
+    });
+    expect(await raw.json()).toMatchObject({ error: { type: 'requests', code: 'rate_limit_exceeded', message: expect.stringMatching(/^Rate limit reached for gpt-test .* Please try again in 1500ms\./) } });
+  });
+});
+
+describe('FakeGcs refuses what GCS refuses', () => {
+  const gcs = new FakeGcs(['names-test']);
+  let storage: Storage;
+  beforeAll(async () => {
+    const { url } = await gcs.start();
+    storage = new Storage({ apiEndpoint: url, projectId: 'test-project' });
+  });
+  afterAll(() => gcs.close());
+
+  test('object names GCS refuses are refused; names it merely discourages are kept', async () => {
+    const bucket = storage.bucket('names-test');
+    const refused = ['.', '..', 'line\nfeed', 'carriage\rreturn', '.well-known/acme-challenge/token', 'é'.repeat(513)];
+    for (const name of refused) {
+      await expect(bucket.file(name).save('x', { resumable: false }), JSON.stringify(name)).rejects.toMatchObject({ code: 400 });
+    }
+    const empty = await fetch(`${gcs.url}/upload/storage/v1/b/names-test/o?uploadType=media&name=`, { method: 'POST', body: 'x' });
+    expect(empty.status).toBe(400);
+    const kept = ['a#b[1]*?.csv', '.well-known/other', '..hidden', 'x'.repeat(1024), 'データ.csv'];
+    for (const name of kept) await bucket.file(name).save('x', { resumable: false });
+    expect(gcs.names('names-test')).toStrictEqual([...kept].sort((left, right) => Buffer.compare(Buffer.from(left), Buffer.from(right))));
+    expect(gcs.unexpected).toStrictEqual([]);
+  });
+
+  test('injected 429 and 503 answer as GCS does, for as many requests as asked', async () => {
+    const url = `${gcs.url}/storage/v1/b/names-test/o`;
+    gcs.injectFailures(503, 1);
+    gcs.injectFailures(429, 2, (request) => request.method === 'GET');
+    const statuses: number[] = [];
+    for (let attempt = 0; attempt < 4; attempt++) statuses.push((await fetch(url)).status);
+    expect(statuses).toStrictEqual([503, 429, 429, 200]);
+    gcs.injectFailures(429, Infinity);
+    const stormed = await fetch(url);
+    expect(await stormed.json()).toMatchObject({ error: { code: 429, errors: [{ reason: 'rateLimitExceeded' }] } });
+    gcs.clearInjections();
+    expect((await fetch(url)).status).toBe(200);
+  });
+});
+
+describe('FakeCloudRun reports executions like the v2 API and refuses what it refuses', () => {
+  const gcs = new FakeGcs(['run-test']);
+  const run = new FakeCloudRun({ gcs, project: 'p', region: 'r', job: 'j', expectedToken: EMULATOR_SANDBOX_TOKEN });
+  let clients: GcpClients;
+  beforeAll(async () => {
+    const [{ url: gcsUrl }, { url: runUrl }] = await Promise.all([gcs.start(), run.start()]);
+    const env = { SLACK_BOT_TOKEN: 'xoxb-t', SLACK_SIGNING_SECRET: 's', OPENAI_API_KEY: 'sk', STORAGE_BACKEND: 'gcs', GCS_BUCKET: 'run-test' };
+    const config = loadConfig({ ...env, GCS_API_ENDPOINT: gcsUrl, SANDBOX_BACKEND: 'cloudrun', GCP_PROJECT: 'p', GCP_REGION: 'r', SANDBOX_JOB: 'j', CLOUD_RUN_API_ENDPOINT: runUrl });
+    clients = createGcpClients(config, silentLogger);
+  });
+  afterAll(async () => {
+    await clients.sandbox.close();
+    await Promise.all([gcs.close(), run.close()]);
+  });
+
+  test('an execution has createTime, startTime, completionTime and conditions; a finished one cannot be cancelled', async () => {
+    run.mode = 'fail';
+    const env = { OI_BUCKET: 'run-test', OI_PREFIX: 'workspaces/T1/C1/1.2/', OI_STEP_ID: 's1', OI_TOKEN: EMULATOR_SANDBOX_TOKEN };
+    const [operation] = await clients.jobsClient.runJob({
+      name: 'projects/p/locations/r/jobs/j',
+      overrides: { containerOverrides: [{ env: Object.entries(env).map(([name, value]) => ({ name, value })) }], taskCount: 1, timeout: { seconds: 60 } },
+    });
+    const [execution] = await operation.promise();
+    expect(execution.createTime?.seconds).toBeDefined();
+    expect(execution.startTime?.seconds).toBeDefined();
+    expect(Number(execution.completionTime?.seconds)).toBeGreaterThanOrEqual(Number(execution.startTime?.seconds));
+    expect(execution.failedCount).toBe(1);
+    const { State, ExecutionReason } = protos.google.cloud.run.v2.Condition;
+    const completed = execution.conditions?.find((condition) => condition.type === 'Completed');
+    expect(completed?.state).toBe(State.CONDITION_FAILED);
+    expect(completed?.executionReason).toBe(ExecutionReason.NON_ZERO_EXIT_CODE);
+    expect(execution.conditions?.map((condition) => condition.type)).toStrictEqual(['ResourcesAvailable', 'Started', 'Completed']);
+
+    const refusal = await clients.executionsClient.cancelExecution({ name: execution.name! }).catch((error: unknown) => error);
+    expect(refusal).toMatchObject({ code: 9, message: expect.stringMatching(/FAILED_PRECONDITION|has already completed/) });
+    expect(run.refusedCancels).toStrictEqual([execution.name]);
+    expect(run.cancelledExecutions).toStrictEqual([]);
+    expect(run.requests.at(-1)).toMatchObject({ method: 'POST', status: 400 });
+    expect(run.unexpected).toStrictEqual([]);
   });
 });

@@ -217,12 +217,17 @@ describe('ingestSlackFiles', () => {
     expect(await onDisk(workspace)).toStrictEqual(['kept.csv']);
   });
 
-  test('files missing from the event are found by re-reading the message', async () => {
+  test('files missing from the event are found by re-reading that message, even deep in a long thread', async () => {
     const { threadTs, workspace } = newThread();
     const file = slack.addFile({ name: 'late.csv', content: 'late,1\n' });
+    // The fake answers conversations.replies with Slack's window and paging: only oldest = latest = the
+    // message's ts with inclusive finds it among 16 replies (the bot asks for 10 messages and does not page).
+    const replyTs = (index: number) => `${threadTs.slice(0, -3)}${String(100 + index)}`;
     slack.seedMessage({ channel: 'C1', ts: threadTs, user: 'U1', text: 'parent' });
-    const messageTs = `${threadTs.slice(0, -3)}999`;
+    for (let index = 0; index < 12; index++) slack.seedMessage({ channel: 'C1', ts: replyTs(index), thread_ts: threadTs, user: 'U2', text: `reply ${index}` });
+    const messageTs = replyTs(12);
     slack.seedMessage({ channel: 'C1', ts: messageTs, thread_ts: threadTs, user: 'U1', text: '<@UBOT>', files: [file] });
+    for (let index = 13; index < 16; index++) slack.seedMessage({ channel: 'C1', ts: replyTs(index), thread_ts: threadTs, user: 'U2', text: `reply ${index}` });
 
     const ignored = await ingest(workspace, threadTs, [], { messageTs });
     expect(ignored, 'no hint, no extra call').toStrictEqual({ saved: [], problems: [] });
@@ -230,7 +235,7 @@ describe('ingestSlackFiles', () => {
     const repliesBefore = slack.callsTo('conversations.replies').length;
     const result = await ingest(workspace, threadTs, [], { messageTs, eventMayHaveFiles: true });
     expect(slack.callsTo('conversations.replies').length).toBe(repliesBefore + 1);
-    expect(result.saved.map((upload) => upload.path)).toStrictEqual(['late.csv']);
+    expect(result).toStrictEqual({ saved: [{ originalName: 'late.csv', path: 'late.csv', size: 7, renamed: false }], problems: [] });
     expect(await readFile(join(workspace.root, 'late.csv'), 'utf8')).toBe('late,1\n');
   });
 

@@ -3,7 +3,7 @@ import { FakeOpenAI } from './fakes/fake-openai.js';
 import { FakeSlack } from './fakes/fake-slack.js';
 import { FakeSocketMode } from './fakes/fake-socket-mode.js';
 import { BOT_TOKEN, OPENAI_KEY, startBot, type BotProcess } from './helpers/bot-process.js';
-import { BOT_USER, scriptedModel, TEAM } from './helpers/e2e-scenarios.js';
+import { BOT_USER, scriptedModel, TEAM } from './helpers/harness.js';
 import { mentionEvent, mentionText, nextMessageTs } from './helpers/slack-events.js';
 
 const APP_TOKEN = 'xapp-1-test-app-token';

@@ -14,7 +14,10 @@ import { closeServer, listenLocal, readBody, sendJson } from './http-helpers.js'
  * Cloud Run Admin API v2 over REST, as @google-cloud/run's JobsClient / ExecutionsClient send it
  * with `fallback: true`: `POST /v2/projects/P/locations/R/jobs/J:run` returns a long-running
  * Operation whose metadata is the Execution, `GET /v2/projects/P/locations/R/operations/ID` polls it,
- * `POST /v2/<execution>:cancel` cancels. In `normal` mode a run really executes: the thread's objects
+ * `POST /v2/<execution>:cancel` cancels (a finished execution is refused with 400 FAILED_PRECONDITION, as the real
+ * API refuses a request the resource's state does not allow: https://cloud.google.com/apis/design/errors).
+ * Executions report `createTime`, `startTime`, `completionTime` and `conditions` like the v2 Execution resource
+ * (https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.jobs.executions). In `normal` mode a run really executes: the thread's objects
  * (OI_PREFIX) are copied out of FakeGcs into a temporary directory, `runner.py --workspace DIR --step
  * OI_STEP_ID` runs there with a clean environment, and changes are copied back (see fake-gcsfuse.ts).
  * Anything unexpected answers 501 and is recorded in `unexpected`; a run whose overrides break the
@@ -33,6 +36,9 @@ export interface RecordedRun {
 interface Execution {
   name: string;
   operationName: string;
+  createdAt: Date;
+  completedAt?: Date;
+  outcome?: 'succeeded' | 'failed' | 'cancelled';
   done: boolean;
   succeeded: number;
   failed: number;
@@ -51,6 +57,8 @@ export class FakeCloudRun {
   readonly violations: string[] = [];
   readonly runs: RecordedRun[] = [];
   readonly cancelledExecutions: string[] = [];
+  /** Cancel requests refused because the execution had finished already. */
+  readonly refusedCancels: string[] = [];
   /** Output of the last runner process, for debugging a failing test. */
   lastRunnerOutput = '';
   private readonly executions = new Map<string, Execution>();
@@ -107,6 +115,10 @@ export class FakeCloudRun {
     if (request.method === 'POST' && cancel) {
       const execution = this.executions.get(cancel[1]!);
       if (execution === undefined) return reply(404, googleError(404, 'NOT_FOUND', `Execution ${cancel[1]} not found`));
+      if (execution.done) {
+        this.refusedCancels.push(execution.name);
+        return reply(400, googleError(400, 'FAILED_PRECONDITION', `Execution ${execution.name} has already completed and cannot be cancelled.`));
+      }
       this.cancelledExecutions.push(execution.name);
       execution.finish('cancelled');
       return reply(200, { name: `${location}/operations/${randomUUID()}`, metadata: executionResource(execution), done: false });
@@ -131,6 +143,7 @@ export class FakeCloudRun {
     const execution: Execution = {
       name,
       operationName: `projects/${project}/locations/${region}/operations/${randomUUID()}`,
+      createdAt: new Date(),
       done: false,
       succeeded: 0,
       failed: 0,
@@ -138,6 +151,8 @@ export class FakeCloudRun {
       finish: (outcome) => {
         if (execution.done) return;
         execution.done = true;
+        execution.outcome = outcome;
+        execution.completedAt = new Date();
         execution.process?.kill('SIGKILL');
         execution[outcome] = 1;
       },
@@ -236,16 +251,46 @@ async function chownTree(path: string, uid: number, gid: number): Promise<void> 
 }
 
 function executionResource(execution: Execution): Record<string, unknown> {
+  const created = execution.createdAt.toISOString();
+  const completed = execution.completedAt?.toISOString();
   return {
     '@type': 'type.googleapis.com/google.cloud.run.v2.Execution',
     name: execution.name,
+    uid: execution.operationName.split('/').at(-1),
+    generation: '1',
+    createTime: created,
+    startTime: created, // the fake starts the task at once
+    ...(completed === undefined ? {} : { completionTime: completed }),
+    updateTime: completed ?? created,
+    job: execution.name.split('/')[5],
+    parallelism: 1,
     taskCount: 1,
+    reconciling: !execution.done,
+    conditions: executionConditions(execution, created, completed),
+    observedGeneration: '1',
     runningCount: execution.done ? 0 : 1,
     succeededCount: execution.succeeded,
     failedCount: execution.failed,
     cancelledCount: execution.cancelled,
-    ...(execution.done ? { completionTime: new Date().toISOString() } : {}),
   };
+}
+
+/** `Completed` says how it ended (pending while it runs); resources were available and the task started at once. */
+function executionConditions(execution: Execution, created: string, completed: string | undefined): Record<string, unknown>[] {
+  const completion: Record<string, unknown> = { type: 'Completed', state: 'CONDITION_PENDING', lastTransitionTime: created };
+  if (execution.outcome === 'succeeded') {
+    Object.assign(completion, { state: 'CONDITION_SUCCEEDED', message: 'Execution completed successfully.', lastTransitionTime: completed });
+  } else if (execution.outcome === 'failed') {
+    const message = execution.error?.message ?? 'Task failed: the container exited with a non-zero status.';
+    Object.assign(completion, { state: 'CONDITION_FAILED', message, executionReason: 'NON_ZERO_EXIT_CODE', lastTransitionTime: completed });
+  } else if (execution.outcome === 'cancelled') {
+    Object.assign(completion, { state: 'CONDITION_FAILED', message: 'The execution was cancelled.', executionReason: 'CANCELLED', lastTransitionTime: completed });
+  }
+  return [
+    { type: 'ResourcesAvailable', state: 'CONDITION_SUCCEEDED', lastTransitionTime: created },
+    { type: 'Started', state: 'CONDITION_SUCCEEDED', lastTransitionTime: created },
+    completion,
+  ];
 }
 
 function googleError(code: number, status: string, message: string): unknown {

@@ -2,30 +2,47 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { crc32cBase64 } from './crc32c.js';
-import { compareNames, decodeToken, HttpError, json, lastReturned, md5, readBody, requireName, splitMultipart, type Reply } from './gcs-wire.js';
+import {
+  checkObjectName,
+  compareNames,
+  decodeToken,
+  HttpError,
+  json,
+  lastReturned,
+  md5,
+  objectResource,
+  readBody,
+  requireName,
+  splitMultipart,
+  transientError,
+  type FakeObject,
+  type Reply,
+} from './gcs-wire.js';
+
+export type { FakeObject } from './gcs-wire.js';
 
 /**
- * A small GCS JSON API server on 127.0.0.1: the subset @google-cloud/storage 7 uses for our
+ * A small GCS JSON API server on 127.0.0.1: the subset @google-cloud/storage uses for our
  * GcsWorkspace (bucket get; object insert media / multipart / resumable in chunks; metadata get;
  * media download with optional range; list with prefix, delimiter and pages; delete;
- * ifGenerationMatch preconditions incl. 0). Objects live in memory. Anything else is answered
- * 501 and recorded in `unexpected` (501, not 500, so the client fails at once instead of retrying).
+ * ifGenerationMatch preconditions incl. 0). Objects live in memory. Object names GCS refuses are
+ * refused (gcs-wire.ts). `injectFailures` answers 429 or 503 on demand, as GCS does under load.
+ * Anything else is answered 501 and recorded in `unexpected` (501, not 500, so the client fails at
+ * once instead of retrying).
  */
-
-export interface FakeObject {
-  data: Buffer;
-  generation: number;
-  contentType: string;
-  updated: Date;
-  /** User metadata (`metadata` in the JSON API), e.g. gcsfuse's `gcsfuse_symlink_target`. */
-  metadata?: Record<string, string>;
-}
 
 export interface RecordedRequest {
   method: string;
   path: string;
   query: Record<string, string>;
   status: number;
+}
+
+/** Requests that get a 429 or 503 instead of their answer (see `injectFailures`). */
+interface Injection {
+  status: 429 | 503;
+  remaining: number;
+  matches: (request: RecordedRequest) => boolean;
 }
 
 interface UploadSession {
@@ -47,6 +64,7 @@ export class FakeGcs {
   /** Page size for listing (small values exercise the client's pagination). */
   pageSize = 1000;
   private readonly sessions = new Map<string, UploadSession>();
+  private readonly injections: Injection[] = [];
   private server: Server | undefined;
   private baseUrl = '';
 
@@ -62,11 +80,28 @@ export class FakeGcs {
     return { url: this.baseUrl };
   }
 
+  /** http://127.0.0.1:PORT, the `apiEndpoint` for @google-cloud/storage (after start()). */
+  get url(): string {
+    return this.baseUrl;
+  }
+
   async close(): Promise<void> {
     const server = this.server;
     if (server === undefined) return;
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /**
+   * The next `count` requests that `matches` accepts (default: every request) are answered `status` (429 or
+   * 503) instead; `count: Infinity` is a storm that lasts until `clearInjections()`.
+   */
+  injectFailures(status: 429 | 503, count: number, matches: (request: RecordedRequest) => boolean = () => true): void {
+    this.injections.push({ status, remaining: count, matches });
+  }
+
+  clearInjections(): void {
+    this.injections.length = 0;
   }
 
   bucket(name: string): Map<string, FakeObject> {
@@ -100,6 +135,11 @@ export class FakeGcs {
     this.requests.push(record);
     try {
       const body = await readBody(request);
+      const injection = this.injections.find((candidate) => candidate.remaining > 0 && candidate.matches(record));
+      if (injection !== undefined) {
+        injection.remaining -= 1;
+        throw transientError(injection.status);
+      }
       const result = this.route(request, url, query, body);
       record.status = result.status;
       response.writeHead(result.status, result.headers ?? {});
@@ -175,7 +215,7 @@ export class FakeGcs {
   private get(bucket: string, name: string, query: Record<string, string>, request: IncomingMessage): Reply {
     const object = this.existing(bucket, name, query);
     this.checkPreconditions(object, query);
-    if (query.alt === undefined || query.alt === 'json') return json(200, this.resource(bucket, name, object));
+    if (query.alt === undefined || query.alt === 'json') return json(200, objectResource(bucket, name, object));
     if (query.alt !== 'media') throw new HttpError(501, 'notImplemented', `fake-gcs does not implement alt=${query.alt}`);
     const headers: Record<string, string> = {
       'content-type': object.contentType,
@@ -214,7 +254,7 @@ export class FakeGcs {
       const rest = name.slice(prefix.length);
       const cut = delimiter === undefined ? -1 : rest.indexOf(delimiter);
       if (cut >= 0) prefixes.add(prefix + rest.slice(0, cut + delimiter!.length));
-      else items.push(this.resource(bucket, name, this.bucket(bucket).get(name)!));
+      else items.push(objectResource(bucket, name, this.bucket(bucket).get(name)!));
     }
     return json(200, { kind: 'storage#objects', items, prefixes: prefixes.size > 0 ? [...prefixes] : undefined, nextPageToken });
   }
@@ -222,7 +262,7 @@ export class FakeGcs {
   private insert(bucket: string, name: string, data: Buffer, query: Record<string, string>, contentType: string | undefined, metadata?: Record<string, string>): Reply {
     this.checkPreconditions(this.bucket(bucket).get(name), query);
     const object = this.put(bucket, name, data, { contentType: contentType ?? 'application/octet-stream', metadata });
-    return json(200, this.resource(bucket, name, object));
+    return json(200, objectResource(bucket, name, object));
   }
 
   private insertMultipart(bucket: string, query: Record<string, string>, request: IncomingMessage, body: Buffer): Reply {
@@ -231,8 +271,7 @@ export class FakeGcs {
     const [metadataPart, mediaPart] = splitMultipart(body, boundary);
     if (metadataPart === undefined || mediaPart === undefined) throw new HttpError(400, 'invalid', 'multipart upload needs two parts');
     const resource = JSON.parse(metadataPart.body.toString('utf8')) as { name?: string; contentType?: string; metadata?: Record<string, string> };
-    const name = query.name ?? resource.name;
-    if (name === undefined) throw new HttpError(400, 'required', 'object name is required');
+    const name = checkObjectName(query.name ?? resource.name ?? '');
     return this.insert(bucket, name, mediaPart.body, query, resource.contentType ?? mediaPart.contentType, resource.metadata);
   }
 
@@ -284,23 +323,4 @@ export class FakeGcs {
     return this.sessions.size;
   }
 
-  private resource(bucket: string, name: string, object: FakeObject): Record<string, unknown> {
-    return {
-      kind: 'storage#object',
-      id: `${bucket}/${name}/${object.generation}`,
-      name,
-      bucket,
-      generation: String(object.generation),
-      metageneration: '1',
-      contentType: object.contentType,
-      size: String(object.data.length),
-      md5Hash: md5(object.data),
-      crc32c: crc32cBase64(object.data),
-      etag: `C${object.generation}`,
-      timeCreated: object.updated.toISOString(),
-      updated: object.updated.toISOString(),
-      storageClass: 'STANDARD',
-      metadata: object.metadata,
-    };
-  }
 }

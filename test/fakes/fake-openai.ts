@@ -7,47 +7,10 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { bearerToken, closeServer, listenLocal, readBody, sendJson, waitUntil } from './http-helpers.js';
+import { rateLimitError, rateLimitHeaders, toolPairingError } from './openai-rules.js';
+import { lastUserText, type ChatRequest, type Reply, type Usage } from './openai-wire.js';
 
-export interface ToolCallReply {
-  name: string;
-  /** An object (JSON-encoded for the wire) or a raw string (to test malformed arguments). */
-  arguments: Record<string, unknown> | string;
-  id?: string;
-}
-
-export interface Usage {
-  prompt_tokens: number;
-  completion_tokens: number;
-  total_tokens: number;
-}
-
-export interface Reply {
-  content?: string;
-  toolCalls?: ToolCallReply[];
-  error?: { status: number; message: string; type?: string; code?: string; retryAfterMs?: number };
-  /** Wait this long before answering (the wait ends early if the client goes away). */
-  delayMs?: number;
-  usage?: Partial<Usage>;
-  finishReason?: 'stop' | 'tool_calls' | 'length' | 'content_filter';
-}
-
-/** What the fake received: the parsed JSON body plus headers. */
-export interface ChatRequest {
-  model: string;
-  messages: ChatMessage[];
-  tools?: unknown[];
-  stream?: boolean;
-  stream_options?: { include_usage?: boolean };
-  [key: string]: unknown;
-}
-
-export interface ChatMessage {
-  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
-  content?: string | Array<{ type: string; text?: string }> | null;
-  tool_calls?: Array<{ id: string; type: 'function'; function: { name: string; arguments: string } }>;
-  tool_call_id?: string;
-  [key: string]: unknown;
-}
+export * from './openai-wire.js';
 
 export interface RecordedRequest {
   path: string;
@@ -56,6 +19,8 @@ export interface RecordedRequest {
   at: number;
   /** True when the client went away before the answer was complete (e.g. a turn was stopped). */
   aborted: boolean;
+  /** The HTTP status the fake answered with (0 while the answer is pending). */
+  status: number;
 }
 
 export interface ResponderContext {
@@ -84,6 +49,7 @@ export class FakeOpenAI {
   private port = 0;
   private completionCounter = 0;
   private toolCallCounter = 0;
+  private requestCounter = 0;
 
   constructor(options: FakeOpenAIOptions = {}) {
     this.apiKey = options.apiKey ?? 'sk-test';
@@ -158,10 +124,10 @@ export class FakeOpenAI {
   private async route(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const path = new URL(request.url ?? '/', 'http://127.0.0.1').pathname;
     const raw = (await readBody(request)).toString('utf8');
-    const reject = (status: number, reason: string, body?: unknown) => {
+    const reject = (status: number, reason: string, body?: unknown, param: string | null = null) => {
       this.unexpected.push({ path, reason, body });
       this.events.emit('change');
-      sendJson(response, status, { error: { message: reason, type: 'invalid_request_error', param: null, code: null } });
+      sendJson(response, status, { error: { message: reason, type: 'invalid_request_error', param, code: null } }, this.requestIdHeader());
     };
     if (bearerToken(request) !== this.apiKey) return reject(401, 'Incorrect API key provided');
     if (request.method !== 'POST' || path !== '/v1/chat/completions') return reject(404, `unknown endpoint ${request.method} ${path}`);
@@ -171,7 +137,9 @@ export class FakeOpenAI {
     } catch {
       return reject(400, 'request body is not JSON', raw);
     }
-    const record: RecordedRequest = { path, body, headers: request.headers, at: Date.now(), aborted: false };
+    const invalid = toolPairingError(body.messages ?? []);
+    if (invalid !== undefined) return reject(400, invalid.message, body, invalid.param);
+    const record: RecordedRequest = { path, body, headers: request.headers, at: Date.now(), aborted: false, status: 0 };
     const index = this.requests.push(record) - 1;
     response.on('close', () => {
       if (!response.writableFinished) {
@@ -185,23 +153,35 @@ export class FakeOpenAI {
     if (!reply) return reject(500, 'no reply scripted for this request', body);
     if (reply.delayMs) await delay(reply.delayMs, response);
     if (response.destroyed) return;
-    if (reply.error) {
-      const { status, message, type, code, retryAfterMs } = reply.error;
-      return sendJson(
-        response,
-        status,
-        { error: { message, type: type ?? (status === 429 ? 'rate_limit_exceeded' : 'server_error'), param: null, code: code ?? null } },
-        { 'retry-after-ms': String(retryAfterMs ?? 1) },
-      );
-    }
+    record.status = reply.error?.status ?? 200;
+    this.events.emit('change');
+    if (reply.error) return this.sendError(response, body, reply.error);
     const completion = this.completion(body, reply);
     if (body.stream) return this.stream(response, body, completion);
-    sendJson(response, 200, {
+    const answer = {
       ...completion.base,
       object: 'chat.completion',
       choices: [{ index: 0, message: completion.message, logprobs: null, finish_reason: completion.finishReason }],
       usage: completion.usage,
-    });
+    };
+    sendJson(response, 200, answer, this.requestIdHeader());
+  }
+
+  private sendError(response: ServerResponse, body: ChatRequest, error: NonNullable<Reply['error']>): void {
+    const { status, message, type, code, retryAfterMs } = error;
+    if (status === 429) {
+      const wait = retryAfterMs ?? 50;
+      const payload = { ...rateLimitError(body.model, wait, message), ...(type ? { type } : {}), ...(code ? { code } : {}) };
+      return sendJson(response, status, { error: payload }, { ...rateLimitHeaders(wait), ...this.requestIdHeader() });
+    }
+    const retryHint: Record<string, string> = retryAfterMs === undefined ? {} : { 'retry-after-ms': String(retryAfterMs) };
+    const payload = { message: message ?? 'The server had an error while processing your request.', type: type ?? 'server_error', param: null, code: code ?? null };
+    sendJson(response, status, { error: payload }, { ...retryHint, ...this.requestIdHeader() });
+  }
+
+  /** Every answer of the real API carries a request id (the openai client keeps it as `requestID`). */
+  private requestIdHeader(): Record<string, string> {
+    return { 'x-request-id': `req_fake${++this.requestCounter}` };
   }
 
   private completion(body: ChatRequest, reply: Reply) {
@@ -250,47 +230,6 @@ export class FakeOpenAI {
     if (includeUsage) send([], completion.usage);
     response.end('data: [DONE]\n\n');
   }
-}
-
-/** The text of the last user message (string content or the text parts of an array content). */
-export function lastUserText(request: ChatRequest): string {
-  const message = [...(request.messages ?? [])].reverse().find((candidate) => candidate.role === 'user');
-  return message ? messageText(message) : '';
-}
-
-/** Every user message's text, oldest first. */
-export function userTexts(request: ChatRequest): string[] {
-  return (request.messages ?? []).filter((message) => message.role === 'user').map(messageText);
-}
-
-export function messageText(message: ChatMessage): string {
-  if (typeof message.content === 'string') return message.content;
-  if (Array.isArray(message.content)) return message.content.map((part) => part.text ?? '').join('');
-  return '';
-}
-
-/** The tool results in the request (oldest first); with `sinceLastUser`, only those of the current turn. */
-export function toolResults(request: ChatRequest, options: { sinceLastUser?: boolean } = {}): Array<{ toolCallId: string; content: string }> {
-  const messages = request.messages ?? [];
-  let start = 0;
-  if (options.sinceLastUser) {
-    const lastUser = messages.map((message) => message.role).lastIndexOf('user');
-    start = lastUser + 1;
-  }
-  return messages
-    .slice(start)
-    .filter((message) => message.role === 'tool')
-    .map((message) => ({ toolCallId: message.tool_call_id ?? '', content: messageText(message) }));
-}
-
-/** The system (or developer) prompt text. */
-export function systemText(request: ChatRequest): string {
-  return (request.messages ?? []).filter((message) => message.role === 'system' || message.role === 'developer').map(messageText).join('\n');
-}
-
-/** Shorthand for a tool-call reply running Python code. */
-export function executeCall(code: string, id?: string): Reply {
-  return { toolCalls: [{ name: 'execute', arguments: { language: 'python', code }, ...(id ? { id } : {}) }] };
 }
 
 function pieces(text: string, size: number): string[] {

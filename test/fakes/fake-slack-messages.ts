@@ -144,3 +144,18 @@ export function compareTs(left: string, right: string): number {
   const difference = tsToMicros(left) - tsToMicros(right);
   return difference < 0n ? -1 : difference > 0n ? 1 : 0;
 }
+
+/** A users.info user object (https://docs.slack.dev/reference/methods/users.info). */
+export function fakeUser(userId: string, teamId: string, botUserId: string): SlackArgs {
+  const name = `user-${userId.toLowerCase()}`;
+  return {
+    id: userId,
+    team_id: teamId,
+    name,
+    real_name: `User ${userId}`,
+    is_bot: userId === botUserId,
+    is_admin: false,
+    tz: 'Asia/Tokyo',
+    profile: { display_name: name, real_name: `User ${userId}` },
+  };
+}

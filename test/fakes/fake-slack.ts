@@ -18,6 +18,7 @@ import {
   type SlackFile,
 } from './fake-slack-files.js';
 import {
+  fakeUser,
   messageLimitError,
   parseArgs,
   parseJsonOr,
@@ -27,6 +28,7 @@ import {
   type SlackArgs,
   type SlackMessage,
 } from './fake-slack-messages.js';
+import { repliesPage } from './fake-slack-replies.js';
 
 export { generatedContent, LOGIN_PAGE_HTML };
 export type { SeedMessage, SlackArgs, SlackMessage };
@@ -232,7 +234,7 @@ export class FakeSlack {
       this.unexpected.push({ method, args, reason: String(result.error) });
     }
     this.events.emit('change');
-    sendJson(response, 200, { ...result, response_metadata: { warnings: [] } });
+    sendJson(response, 200, { ...result, response_metadata: { warnings: [], ...(result.response_metadata as SlackArgs | undefined) } });
   }
 
   private createHandlers(): Record<string, Handler> {
@@ -278,25 +280,15 @@ export class FakeSlack {
         return { ok: true, message_ts: this.messages.nextTs() };
       },
       'conversations.replies': (args) => {
-        const thread = this.messagesIn(String(args.channel), String(args.ts));
-        if (thread.length === 0) return { ok: false, error: 'thread_not_found' };
-        return { ok: true, messages: thread.map((message) => ({ type: 'message', ...message })), has_more: false };
+        const channel = String(args.channel);
+        const named = this.messages.find(channel, String(args.ts));
+        if (!named) return { ok: false, error: 'thread_not_found' };
+        const threadTs = named.thread_ts ?? named.ts;
+        return repliesPage(this.messagesIn(channel, threadTs), threadTs, args);
       },
       'reactions.add': (args) => this.messages.react(String(args.channel), String(args.timestamp), String(args.name), this.botUserId, 'add'),
       'reactions.remove': (args) => this.messages.react(String(args.channel), String(args.timestamp), String(args.name), this.botUserId, 'remove'),
-      'users.info': (args) => ({
-        ok: true,
-        user: {
-          id: String(args.user),
-          team_id: this.teamId,
-          name: `user-${String(args.user).toLowerCase()}`,
-          real_name: `User ${String(args.user)}`,
-          is_bot: args.user === this.botUserId,
-          is_admin: false,
-          tz: 'Asia/Tokyo',
-          profile: { display_name: `user-${String(args.user).toLowerCase()}`, real_name: `User ${String(args.user)}` },
-        },
-      }),
+      'users.info': (args) => ({ ok: true, user: fakeUser(String(args.user), this.teamId, this.botUserId) }),
       'assistant.threads.setStatus': (args) => {
         if (required(args, 'channel_id', 'thread_ts') || args.status === undefined) return { ok: false, error: 'invalid_arguments' };
         return this.setStatusResult === 'ok' ? { ok: true } : { ok: false, error: this.setStatusResult };
@@ -340,7 +332,6 @@ export class FakeSlack {
     if (args.blocks !== undefined) message.blocks = args.blocks as unknown[];
     return message;
   }
-
 }
 
 function truncate(text: string, max: number): string {

@@ -1,7 +1,17 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { crc32cBase64 } from './crc32c.js';
 
 /** Wire-format helpers of the GCS JSON API fake (fake-gcs.ts): errors, replies, multipart bodies, names. */
+
+export interface FakeObject {
+  data: Buffer;
+  generation: number;
+  contentType: string;
+  updated: Date;
+  /** User metadata (`metadata` in the JSON API), e.g. gcsfuse's `gcsfuse_symlink_target`. */
+  metadata?: Record<string, string>;
+}
 
 export class HttpError extends Error {
   constructor(
@@ -25,7 +35,31 @@ export function json(status: number, value: unknown): Reply {
 
 export function requireName(query: Record<string, string>): string {
   if (query.name === undefined || query.name === '') throw new HttpError(400, 'required', 'object name is required');
-  return query.name;
+  return checkObjectName(query.name);
+}
+
+const MAX_NAME_BYTES = 1024;
+
+/**
+ * The object names GCS refuses (https://cloud.google.com/storage/docs/objects#naming): empty, longer than
+ * 1024 bytes of UTF-8, containing a carriage return or a line feed, exactly `.` or `..`, or starting with
+ * `.well-known/acme-challenge/`. The recommendations on that page (no `#`, `[`, `*`, ...) are not refusals.
+ */
+export function checkObjectName(name: string): string {
+  const refuse = (why: string) => new HttpError(400, 'invalid', `The specified object name is not valid: ${why}.`);
+  if (name === '') throw new HttpError(400, 'required', 'object name is required');
+  if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) throw refuse(`it is longer than ${MAX_NAME_BYTES} bytes`);
+  if (/[\r\n]/.test(name)) throw refuse('it contains a carriage return or a line feed');
+  if (name === '.' || name === '..') throw refuse(`it is "${name}"`);
+  if (name.startsWith('.well-known/acme-challenge/')) throw refuse('it starts with .well-known/acme-challenge/');
+  return name;
+}
+
+/** The error bodies GCS sends with a 429 or a 503 (https://cloud.google.com/storage/docs/json_api/v1/status-codes). */
+export function transientError(status: 429 | 503): HttpError {
+  return status === 429
+    ? new HttpError(429, 'rateLimitExceeded', 'The project exceeded the rate limit for CloudStorage and for that bucket.')
+    : new HttpError(503, 'backendError', 'We encountered an internal error. Please try again.');
 }
 
 export function md5(data: Buffer): string {
@@ -68,4 +102,25 @@ export async function readBody(request: IncomingMessage): Promise<Buffer> {
   for await (const chunk of request) chunks.push(chunk as Buffer);
   if (request.readableAborted || !request.complete) throw new Error('request aborted');
   return Buffer.concat(chunks);
+}
+
+/** The JSON API's object resource (https://cloud.google.com/storage/docs/json_api/v1/objects#resource). */
+export function objectResource(bucket: string, name: string, object: FakeObject): Record<string, unknown> {
+  return {
+    kind: 'storage#object',
+    id: `${bucket}/${name}/${object.generation}`,
+    name,
+    bucket,
+    generation: String(object.generation),
+    metageneration: '1',
+    contentType: object.contentType,
+    size: String(object.data.length),
+    md5Hash: md5(object.data),
+    crc32c: crc32cBase64(object.data),
+    etag: `C${object.generation}`,
+    timeCreated: object.updated.toISOString(),
+    updated: object.updated.toISOString(),
+    storageClass: 'STANDARD',
+    metadata: object.metadata,
+  };
 }

@@ -17,8 +17,32 @@ export interface BotProcess {
   dataDir: string;
   /** Everything the bot wrote to stdout and stderr (JSON log lines). */
   output: () => string;
+  /** The bot's JSON log lines so far, parsed (other output is skipped). */
+  logLines: () => LogLine[];
   stop: () => Promise<number | null>;
   child: ChildProcess;
+}
+
+/** One line of the bot's log (controller/logger.ts): `severity`, `message` and the fields the caller gave. */
+export interface LogLine {
+  severity: string;
+  message: string;
+  [field: string]: unknown;
+}
+
+/** The JSON log lines in a process's output; anything that is not a JSON object with a message is skipped. */
+export function parseLogLines(output: string): LogLine[] {
+  const lines: LogLine[] = [];
+  for (const text of output.split('\n')) {
+    if (!text.startsWith('{')) continue;
+    try {
+      const line = JSON.parse(text) as Partial<LogLine>;
+      if (typeof line.message === 'string' && typeof line.severity === 'string') lines.push(line as LogLine);
+    } catch {
+      // a partial line still being written, or another program's output
+    }
+  }
+  return lines;
 }
 
 export async function freePort(): Promise<number> {
@@ -93,6 +117,7 @@ export async function startBot(options: {
     port,
     dataDir,
     output: () => output,
+    logLines: () => parseLogLines(output),
     child,
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');

@@ -5,22 +5,12 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import type { FakeSlack, SlackMessage } from '../fakes/fake-slack.js';
-import type { Harness } from './e2e-scenarios.js';
+import type { Harness } from './harness.js';
 import { SIGNING_SECRET } from './bot-process.js';
 import { postBlockAction } from './slack-events.js';
+import { STOP_ACTION, statusMessages, stopButtonValue } from './status-blocks.js';
 
-export const STOP_ACTION = 'stop_turn';
-
-interface Block {
-  type?: string;
-  text?: { text?: string };
-  elements?: Array<{ action_id?: string; value?: string }>;
-}
-
-/** The status message of the turn(s) of a thread: the bot's messages that carry blocks. */
-export function statusMessages(slack: FakeSlack, channel: string, threadTs: string): SlackMessage[] {
-  return slack.botMessagesIn(channel, threadTs).filter((message) => Array.isArray(message.blocks));
-}
+export { blocksText, STOP_ACTION, statusMessages, stopButtonValue } from './status-blocks.js';
 
 /** Waits until the thread's last status message is finished (no Stop button: the final edit was made) and returns it. */
 export function waitForFinishedStatus(slack: FakeSlack, threadTs: string, channel = 'C1', timeoutMs = 10_000): Promise<SlackMessage> {
@@ -28,24 +18,6 @@ export function waitForFinishedStatus(slack: FakeSlack, threadTs: string, channe
     const status = statusMessages(slack, channel, threadTs).at(-1);
     return status !== undefined && stopButtonValue(status.blocks) === undefined ? status : undefined;
   }, timeoutMs);
-}
-
-/** The text of every section of a block list (what a user reads in the status message). */
-export function blocksText(blocks: unknown[] | undefined): string {
-  return ((blocks ?? []) as Block[])
-    .filter((block) => block.type === 'section')
-    .map((block) => block.text?.text ?? '')
-    .join('\n');
-}
-
-/** The value of the Stop button in these blocks, or undefined when there is none. */
-export function stopButtonValue(blocks: unknown[] | undefined): string | undefined {
-  for (const block of (blocks ?? []) as Block[]) {
-    if (block.type !== 'actions') continue;
-    const button = block.elements?.find((element) => element.action_id === STOP_ACTION);
-    if (button !== undefined) return button.value ?? '';
-  }
-  return undefined;
 }
 
 /** The answer messages of a thread: the bot's messages without blocks (not the status message) and without files. */
