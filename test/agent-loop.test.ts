@@ -71,7 +71,7 @@ describe('agent loop', () => {
     expect(outcome.stopReason).toBe('max_steps');
     expect(ai.requests.at(-1)!.body.tool_choice).toBe('none');
     const toolCalls = outcome.messages.filter((message) => message.role === 'assistant' && 'tool_calls' in message && message.tool_calls).length;
-    expect(outcome.messages.filter((message) => message.role === 'tool').length, 'every tool call has its result').toBe(toolCalls);
+    expect(outcome.messages.filter((message) => message.role === 'tool'), 'every tool call has its result').toHaveLength(toolCalls);
   });
 
   test('a long turn does not pile abort listeners on the turn signal', async () => {
@@ -113,7 +113,7 @@ describe('agent loop', () => {
     expect(outcome.stopReason).toBe('cancelled');
     expect(sandbox.requests.length).toBe(1);
     const tools = outcome.messages.filter((message) => message.role === 'tool');
-    expect(tools.length).toBe(2);
+    expect(tools).toHaveLength(2);
     expect(String(tools[0]!.content)).toMatch(/stopped/);
   });
 
@@ -158,7 +158,7 @@ describe('history for the model', () => {
 
   test('within budget nothing changes but meta is stripped', () => {
     const messages = toModelMessages(turn(1, 100), 10_000);
-    expect(messages.length).toBe(4);
+    expect(messages).toHaveLength(4);
     expect(messages.every((message) => !('meta' in message))).toBeTruthy();
   });
 
@@ -166,7 +166,7 @@ describe('history for the model', () => {
     const history = [...turn(1, 40_000), ...turn(2, 40_000), ...turn(3, 40_000)];
     const trimmed = toModelMessages(history, 5_000);
     expect(estimateTokens(trimmed) <= 5_000).toBeTruthy();
-    expect(trimmed.filter((message) => message.role === 'user').length, 'trimming output was enough').toBe(3);
+    expect(trimmed.filter((message) => message.role === 'user'), 'trimming output was enough').toHaveLength(3);
     expect(String(trimmed[2]!.content)).toMatch(/trimmed/);
 
     const tight = toModelMessages(history, 300);

@@ -6,10 +6,10 @@ import { loadConfig } from '../controller/config.js';
 import { createGcpClients, EMULATOR_SANDBOX_TOKEN, type GcpClients } from '../controller/gcp-clients.js';
 import { silentLogger } from '../controller/logger.js';
 import { CloudRunSandbox } from '../controller/sandbox/cloud-run-sandbox.js';
-import { SandboxError } from '../controller/sandbox/sandbox.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import { FakeCloudRun } from './fakes/fake-cloud-run.js';
 import { FakeGcs } from './fakes/fake-gcs.js';
+import { isSandboxError } from './helpers/sandbox-errors.js';
 import { readAll } from './helpers/workspace-contract.js';
 
 // The real @google-cloud/run client (fallback REST, built by createGcpClients from Config) against a
@@ -20,10 +20,6 @@ const PROJECT = 'test-project';
 const REGION = 'us-central1';
 const JOB = 'oi-sandbox';
 const thread = { team: 'T1', channel: 'C1', threadTs: '1700000000.000100' };
-
-function isSandboxError(code: string) {
-  return (error: unknown) => error instanceof SandboxError && error.code === code;
-}
 
 describe('CloudRunSandbox against fake Cloud Run and fake GCS', () => {
   const gcs = new FakeGcs([BUCKET]);
@@ -72,15 +68,15 @@ describe('CloudRunSandbox against fake Cloud Run and fake GCS', () => {
       code: "import os\nrows = open('data.csv').read().splitlines()\nprint('rows', len(rows))\nos.makedirs('out', exist_ok=True)\nwith open('out/summary.txt', 'w') as handle:\n    handle.write('total 2')\n",
       timeoutSec: 60,
     });
-    expect(first.error, run.lastRunnerOutput).toBe(null);
+    expect(first.error, run.lastRunnerOutput).toBeNull();
     expect(first.stdout).toBe('rows 3\n');
     expect(first.exitCode).toBe(0);
-    expect(first.files.some((file) => file.path === 'out/summary.txt' && file.change === 'created')).toBeTruthy();
+    expect(first.files).toContainEqual(expect.objectContaining({ path: 'out/summary.txt', change: 'created' }));
     expect(await readAll(await workspace.read('out/summary.txt'))).toBe('total 2');
     expect((await workspace.list()).map((entry) => entry.path)).toStrictEqual(['data.csv', 'out/summary.txt']);
 
     const [recorded] = run.runs;
-    expect(run.runs.length).toBe(1);
+    expect(run.runs).toHaveLength(1);
     expect(Object.keys(recorded!.env).sort()).toStrictEqual(['OI_BUCKET', 'OI_PREFIX', 'OI_STEP_ID', 'OI_TOKEN', 'OI_TOKEN_EXPIRES_AT']);
     expect(recorded!.env.OI_BUCKET).toBe(BUCKET);
     expect(recorded!.env.OI_PREFIX).toBe('workspaces/T1/C1/1700000000.000100/');
@@ -97,11 +93,13 @@ describe('CloudRunSandbox against fake Cloud Run and fake GCS', () => {
     expect(second.stepId).not.toBe(first.stepId);
   });
 
-  it('reports a step the runner stopped at its timeout as a timeout result', async () => {
+  it('reports a step the runner stopped at its timeout as a timeout result; what it made before survives', async () => {
     const workspace = clients.store.open(thread);
-    const result = await clients.sandbox.run(workspace, { language: 'python', code: 'import time\ntime.sleep(30)', timeoutSec: 1 });
+    const result = await clients.sandbox.run(workspace, { language: 'python', code: 'made_before = 7\nimport time\ntime.sleep(30)', timeoutSec: 1 });
     expect(result.limit).toBe('timeout');
     expect(result.error?.value ?? '').toMatch(/STEP_TIMEOUT_SEC/);
+    const next = await clients.sandbox.run(workspace, { language: 'python', code: 'print(made_before * 6)', timeoutSec: 60 });
+    expect(next.stdout, run.lastRunnerOutput).toBe('42\n');
   });
 
   it('turns an execution killed at the task timeout into a timeout result', async () => {
@@ -114,9 +112,10 @@ describe('CloudRunSandbox against fake Cloud Run and fake GCS', () => {
 
   it('turns a failed execution into a clear SandboxError', async () => {
     run.mode = 'fail';
-    await expect(clients.sandbox.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 })).rejects.toSatisfy((error: unknown) => isSandboxError('runner_failed')(error) && /execution .*oi-sandbox-.* failed: 1 task\(s\) failed/.test((error as Error).message));
+    const step = () => clients.sandbox.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 });
+    await expect(step()).rejects.toSatisfy(isSandboxError('runner_failed', /execution .*oi-sandbox-.* failed: 1 task\(s\) failed/));
     run.mode = 'error';
-    await expect(clients.sandbox.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 })).rejects.toSatisfy((error: unknown) => isSandboxError('runner_failed')(error) && /container exited with status 1/.test((error as Error).message));
+    await expect(step()).rejects.toSatisfy(isSandboxError('runner_failed', /container exited with status 1/));
   });
 
   it('never reports a cancelled execution as a success', async () => {
@@ -137,7 +136,7 @@ describe('CloudRunSandbox against fake Cloud Run and fake GCS', () => {
     const executionName = run.runs.at(-1)!.executionName;
     controller.abort();
     await expect(running).rejects.toSatisfy(isSandboxError('cancelled'));
-    expect(run.cancelledExecutions.includes(executionName)).toBeTruthy();
+    expect(run.cancelledExecutions).toContain(executionName);
   });
 
   it('refuses to start when already aborted, with a missing job, or with a local workspace', async () => {
@@ -145,7 +144,7 @@ describe('CloudRunSandbox against fake Cloud Run and fake GCS', () => {
     const controller = new AbortController();
     controller.abort();
     await expect(clients.sandbox.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 }, { signal: controller.signal })).rejects.toSatisfy(isSandboxError('cancelled'));
-    expect(run.runs.length).toBe(before);
+    expect(run.runs, 'no execution started').toHaveLength(before);
     const wrongJob = new CloudRunSandbox({ ...sandboxOptions(clients), job: 'no-such-job' });
     await expect(wrongJob.run(clients.store.open(thread), { language: 'python', code: 'print(1)', timeoutSec: 60 })).rejects.toSatisfy(isSandboxError('start_failed'));
     const local = new LocalWorkspaceStore(await mkdtemp(join(tmpdir(), 'oi-cr-'))).open(thread);

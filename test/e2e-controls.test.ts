@@ -1,16 +1,13 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { HistoryMessage } from '../controller/agent/history.js';
-import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import { executeCall, lastUserText, userTexts } from './fakes/fake-openai.js';
 import { SIGNING_SECRET } from './helpers/bot-process.js';
-import { startHarness, stopHarness, TEAM, type Backend, type Harness } from './helpers/harness.js';
+import { localBackend, startHarness, stopHarness, TEAM, type Harness } from './helpers/harness.js';
 import { answerMessages, statusMessages, waitForFinishedStatus } from './helpers/experience.js';
 import { messageEvent, nextMessageTs, postEvent } from './helpers/slack-events.js';
 
 /** Issue 7, the controls of the people who run the bot: edit rate, allowlists, replies without a mention, budgets. */
 
-const localBackend = async (): Promise<Backend> => ({ env: {}, store: (dataDir) => new LocalWorkspaceStore(dataDir), close: async () => {} });
-const settle = () => new Promise((resolve) => setTimeout(resolve, 300));
 
 describe('edit rate, allowlists and replies without a mention (issue 7)', () => {
   let h: Harness;
@@ -32,11 +29,11 @@ describe('edit rate, allowlists and replies without a mention (issue 7)', () => 
     const status = await waitForFinishedStatus(h.slack, threadTs);
     const posted = h.slack.callsTo('chat.postMessage').find((call) => call.args.thread_ts === threadTs && /Working on it/.test(String(call.args.text)))!;
     const edits = h.slack.callsTo('chat.update').filter((call) => call.args.ts === status.ts);
-    expect(edits.length >= 3, `${edits.length} edits`).toBeTruthy();
-    expect(edits.length < steps.length * 2, 'coalesced: fewer edits than step events').toBeTruthy();
+    expect(edits.length).toBeGreaterThanOrEqual(3);
+    expect(edits.length, 'coalesced: fewer edits than step events').toBeLessThan(steps.length * 2);
     const times = [posted.at, ...edits.map((call) => call.at)];
     const gaps = times.slice(1).map((time, index) => time - times[index]!);
-    expect(gaps.every((gap) => gap >= 900), `gaps between edits (ms): ${gaps.join(', ')}`).toBeTruthy();
+    expect(Math.min(...gaps), `gaps between edits (ms): ${gaps.join(', ')}`).toBeGreaterThanOrEqual(900);
     expect(status.text, 'the last edit shows every step').toMatch(/Done · 8 steps/);
   });
 
@@ -49,12 +46,16 @@ describe('edit rate, allowlists and replies without a mention (issue 7)', () => 
     for (const [channel, threadTs] of [['C9', elsewhere.threadTs], ['C1', stranger.threadTs]] as const) {
       const line = await h.waitForReply(threadTs, /not enabled/, channel);
       expect(line).toMatch(/^Sorry, I'm not enabled for you in this channel\./);
-      await settle();
-      expect(h.slack.botMessagesIn(channel, threadTs).length, 'one line, no status message').toBe(1);
+    }
+    await h.idle();
+    for (const [channel, threadTs] of [['C9', elsewhere.threadTs], ['C1', stranger.threadTs]] as const) {
+      expect(h.slack.botMessagesIn(channel, threadTs), 'one line, no status message').toHaveLength(1);
     }
     expect(h.ai.requests.length - requestsBefore, 'only the allowed mention reached the model').toBe(1);
     expect(lastUserText(h.ai.requests.at(-1)!.body)).toBe('allowed one');
-    expect(!h.slack.callsTo('assistant.threads.setStatus').some((call) => call.args.thread_ts === elsewhere.threadTs || call.args.thread_ts === stranger.threadTs)).toBeTruthy();
+    const indicators = h.slack.callsTo('assistant.threads.setStatus').map((call) => call.args.thread_ts);
+    expect(indicators).not.toContain(elsewhere.threadTs);
+    expect(indicators).not.toContain(stranger.threadTs);
   });
 
   test('REPLY_WITHOUT_MENTION: a plain reply continues a thread the bot is in, and nothing else', async () => {
@@ -74,17 +75,18 @@ describe('edit rate, allowlists and replies without a mention (issue 7)', () => 
     await postEvent(h.bot.eventsUrl, SIGNING_SECRET, topLevel);
     const later = await h.mention('a later mention');
     await h.waitForReply(later.threadTs, /echo: a later mention/);
-    await settle();
-    expect(!h.ai.requests.some((request) => userTexts(request.body).some((text) => /not for the bot|top level chatter/.test(text)))).toBeTruthy();
+    await h.idle();
+    const seenByModel = h.ai.requests.flatMap((request) => userTexts(request.body));
+    expect(seenByModel).not.toContainEqual(expect.stringMatching(/not for the bot|top level chatter/));
     const answered = h.slack.calls.filter((call) => call.args.thread_ts === root || call.args.thread_ts === topLevel.ts);
     expect(answered, 'nothing posted there').toStrictEqual([]);
 
     // Someone not on the allowlist chatting in the bot's thread is ignored, without a refusal each time.
     const postsBefore = h.slack.botMessagesIn('C1', threadTs).length;
     await postEvent(h.bot.eventsUrl, SIGNING_SECRET, messageEvent({ channel: 'C1', user: 'U9', text: 'just chatting', thread_ts: threadTs }));
-    await settle();
-    expect(h.slack.botMessagesIn('C1', threadTs).length, 'no refusal line for a plain reply').toBe(postsBefore);
-    expect(!h.ai.requests.some((request) => userTexts(request.body).includes('just chatting'))).toBeTruthy();
+    await h.idle();
+    expect(h.slack.botMessagesIn('C1', threadTs), 'no refusal line for a plain reply').toHaveLength(postsBefore);
+    expect(h.ai.requests.flatMap((request) => userTexts(request.body))).not.toContain('just chatting');
   });
 });
 
@@ -121,7 +123,7 @@ describe('budgets and the usage footer (issue 7)', () => {
     expect(line, 'the thread cap (800) was not reached').not.toMatch(/THREAD_MAX_TOKENS/);
     expect(statusMessages(h.slack, 'C1', threadTs)[0]!.text).toMatch(/Token budget reached/);
     const saved = await history(threadTs);
-    expect(!saved.some((message) => message.role === 'tool' && message.meta?.step !== undefined), 'the step never ran').toBeTruthy();
+    expect(saved.filter((message) => message.role === 'tool' && message.meta?.step !== undefined), 'the step never ran').toStrictEqual([]);
     expect(JSON.stringify(saved.at(-1))).toMatch(/token budget/);
   });
 
@@ -150,7 +152,7 @@ describe('budgets and the usage footer (issue 7)', () => {
     expect(line).toMatch(/TURN_MAX_SANDBOX_SEC/);
     expect(line).not.toMatch(/THREAD_MAX_SANDBOX_SEC/);
     const steps = (await history(threadTs)).filter((message) => message.meta?.step !== undefined);
-    expect(steps.length).toBe(1);
+    expect(steps).toHaveLength(1);
     expect(steps[0]!.meta!.step!.stdout).toMatch(/before/);
     expect(steps[0]!.meta!.step!.stdout, 'the step was cut at the cap').not.toMatch(/after/);
     expect(statusMessages(h.slack, 'C1', threadTs)[0]!.text).toMatch(/Sandbox-time budget reached/);
@@ -161,14 +163,15 @@ describe('budgets and the usage footer (issue 7)', () => {
     const answer = await h.waitForReply(threadTs, /Result: slept/, 'C1', 20_000);
     const [firstStep] = (await history(threadTs)).filter((message) => message.meta?.step !== undefined);
     const seconds = (firstStep!.meta!.step!.durationMs / 1000).toFixed(1);
-    expect(answer.endsWith(`\n\n_20 tokens · ${seconds} s of sandbox_`), answer).toBeTruthy();
+    const footer = `\n\n_20 tokens · ${seconds} s of sandbox_`;
+    expect(answer.slice(-footer.length), answer).toBe(footer);
 
     await h.mention("run: import time\ntime.sleep(10)\nprint('late')", { threadTs });
     const line = await capMessage(threadTs, /budget/, 40_000);
     expect(line).toMatch(/THREAD_MAX_SANDBOX_SEC/);
     expect(line).not.toMatch(/TURN_MAX_SANDBOX_SEC/);
     const steps = (await history(threadTs)).filter((message) => message.meta?.step !== undefined);
-    expect(steps.length).toBe(2);
+    expect(steps).toHaveLength(2);
     expect(steps[1]!.meta!.step!.stdout, 'the step was cut at what was left of the thread cap').not.toMatch(/late/);
 
     const requestsBefore = h.ai.requests.length;

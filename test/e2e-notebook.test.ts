@@ -1,12 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { validateNotebookStructure } from '../controller/notebook.js';
-import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import { executeCall, lastUserText } from './fakes/fake-openai.js';
-import { startHarness, stopHarness, type Backend, type Harness } from './helpers/harness.js';
+import { localBackend, startHarness, stopHarness, type Harness } from './helpers/harness.js';
 
 /** Issue 7, taking the work away (`notebook`) and the upload preview, through the whole bot. */
 
-const localBackend = async (): Promise<Backend> => ({ env: {}, store: (dataDir) => new LocalWorkspaceStore(dataDir), close: async () => {} });
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 interface Cell {
@@ -62,9 +60,10 @@ describe('notebook export and upload preview (issue 7)', () => {
       expect(joined(plot.source)).toBe(plotCode);
       expect(plot.execution_count).toBe(2);
       const images = (plot.outputs ?? []).filter((output) => output.output_type === 'display_data' && output.data?.['image/png'] !== undefined);
-      expect(images.length, JSON.stringify(plot.outputs).slice(0, 300)).toBe(1);
+      expect(images, JSON.stringify(plot.outputs).slice(0, 300)).toHaveLength(1);
       const png = Buffer.from(joined(images[0]!.data!['image/png']), 'base64');
-      expect(png.subarray(0, 8).equals(PNG_SIGNATURE) && png.length > 1000, 'a real PNG of the figure').toBeTruthy();
+      expect(png.subarray(0, 8), 'a PNG').toStrictEqual(PNG_SIGNATURE);
+      expect(png.length, 'a real PNG of the figure, not a stub').toBeGreaterThan(1000);
 
       expect(joined(cells[5]!.source)).toBe('**Answer:**\n\nThe total is **12**; the plot is attached.');
     }
@@ -78,7 +77,7 @@ describe('notebook export and upload preview (issue 7)', () => {
     await h.mention('Notebook', { threadTs });
     await h.waitForReply(threadTs, /no code in this thread yet/);
     expect(h.ai.requests.length).toBe(requestsBefore);
-    expect(!h.slack.uploads.some((upload) => upload.threadTs === threadTs)).toBeTruthy();
+    expect(h.slack.uploads.filter((upload) => upload.threadTs === threadTs)).toStrictEqual([]);
   });
 
   test("an uploaded CSV's columns, types and row count are in the model's first request", async () => {
@@ -94,6 +93,6 @@ describe('notebook export and upload preview (issue 7)', () => {
     expect(text, text).toMatch(/sales\.csv: 4 rows x 3 columns/);
     expect(text, text).toMatch(/columns: region \((object|str|string)\), amount \(float64\), day \((object|str|string)\)/);
     expect(h.ai.requests.length - requestsBefore, 'the preview itself costs no model call').toBe(1);
-    expect(h.slack.downloads.some((download) => download.fileId === file.id && download.authorized)).toBeTruthy();
+    expect(h.slack.downloads).toContainEqual(expect.objectContaining({ fileId: file.id, authorized: true }));
   });
 });

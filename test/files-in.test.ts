@@ -169,7 +169,7 @@ describe('ingestSlackFiles', () => {
       const { threadTs, workspace } = newThread();
       const file = { id: 'FSTREAM', name: 'stream.csv', url_private_download: `${baseUrl}/chunked/stream.csv` };
       const result = await ingest(workspace, threadTs, [file], { maxUploadBytes: 1 * MB });
-      expect(result.saved.length).toBe(0);
+      expect(result.saved).toHaveLength(0);
       expect(result.problems).toStrictEqual(['stream.csv is larger than the 1 MB upload limit, so I did not save it.']);
       expect(await onDisk(workspace), 'no partial file stays behind').toStrictEqual([]);
     });
@@ -191,7 +191,7 @@ describe('ingestSlackFiles', () => {
     const disguised = slack.addFile({ name: 'table.csv', content: '\n  <!DOCTYPE html><html><body>Sign in</body></html>', mimetype: 'text/csv' });
     const page = slack.addFile({ name: 'page.html', content: '<!DOCTYPE html><html><body>mine</body></html>', mimetype: 'text/html' });
     const result = await ingest(workspace, threadTs, [report, disguised, page]);
-    expect(result.problems.length).toBe(2);
+    expect(result.problems).toHaveLength(2);
     expect(result.problems[0] ?? '').toMatch(/^Slack did not let me download report\.csv \(the app may be missing the files:read scope\)/);
     expect(result.problems[1] ?? '').toMatch(/^Slack did not let me download table\.csv /);
     expect(result.saved.map((upload) => upload.path), 'a real HTML upload is kept').toStrictEqual(['page.html']);
@@ -234,7 +234,7 @@ describe('ingestSlackFiles', () => {
 
     const repliesBefore = slack.callsTo('conversations.replies').length;
     const result = await ingest(workspace, threadTs, [], { messageTs, eventMayHaveFiles: true });
-    expect(slack.callsTo('conversations.replies').length).toBe(repliesBefore + 1);
+    expect(slack.callsTo('conversations.replies')).toHaveLength(repliesBefore + 1);
     expect(result).toStrictEqual({ saved: [{ originalName: 'late.csv', path: 'late.csv', size: 7, renamed: false }], problems: [] });
     expect(await readFile(join(workspace.root, 'late.csv'), 'utf8')).toBe('late,1\n');
   });

@@ -70,9 +70,9 @@ describe('sharing workspace files into the thread', () => {
       ]);
     expect(uploads.every((upload) => upload.declaredLength === upload.bytes.length)).toBeTruthy();
     const notes = notesIn(threadTs);
-    expect(notes.length).toBe(1);
+    expect(notes).toHaveLength(1);
     expect(notes[0] ?? '').toMatch(/2 more files from this turn\. Write `download` to get every file/);
-    expect(slack.callsTo('files.upload').length).toBe(0);
+    expect(slack.callsTo('files.upload')).toHaveLength(0);
     expect(slack.unexpected).toStrictEqual([]);
   });
 
@@ -164,7 +164,7 @@ describe('sharing workspace files into the thread', () => {
     expect(uploads.every((upload) => upload.channelId === 'C1' && upload.filename === upload.title.split('/').pop())).toBeTruthy();
     expect(slack.rateLimited.length >= 1, 'a 429 happened and was retried').toBeTruthy();
     const shares = slack.botMessagesIn('C1', threadTs).filter((message) => message.files);
-    expect(shares.length, '12 files in messages of at most 5').toBe(3);
+    expect(shares, '12 files in messages of at most 5').toHaveLength(3);
     expect(shares[0]?.text).toBe('Here are the 12 files of this thread:');
     expect(uploadsIn(other.threadTs)).toStrictEqual([]);
     expect(slack.unexpected).toStrictEqual([]);

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { assert, afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Storage } from '@google-cloud/storage';
+import { createStorage } from '../controller/gcp-clients.js';
 import { silentLogger } from '../controller/logger.js';
 import { GcsWorkspaceStore } from '../controller/workspace/gcs-workspace.js';
 import { FileNotFoundError, StateConflictError, UnsafePathError } from '../controller/workspace/workspace.js';
@@ -71,8 +72,9 @@ describe('GcsWorkspace against fake GCS', () => {
     expect(await readAll(await workspace.read('data.bin'))).toStrictEqual(Buffer.from([0, 1, 2, 255]));
     const stat = await workspace.stat('data.bin');
     expect(stat?.size).toBe(4);
-    expect(stat !== undefined && Math.abs(stat.modifiedMs - fake.bucket(BUCKET).get('workspaces/T1/C1/1700000000.000100/data.bin')!.updated.getTime()) < 1).toBeTruthy();
-    expect(await workspace.stat('missing.txt')).toBe(undefined);
+    assert(stat !== undefined, 'data.bin has a stat');
+    expect(Math.abs(stat.modifiedMs - fake.bucket(BUCKET).get('workspaces/T1/C1/1700000000.000100/data.bin')!.updated.getTime())).toBeLessThan(1);
+    expect(await workspace.stat('missing.txt')).toBeUndefined();
     await expect(workspace.read('missing.txt')).rejects.toThrow(FileNotFoundError);
     await expect(workspace.write('../escape.txt', 'x')).rejects.toThrow(UnsafePathError);
     await expect(workspace.read('/etc/passwd')).rejects.toThrow(UnsafePathError);
@@ -86,9 +88,9 @@ describe('GcsWorkspace against fake GCS', () => {
     expect(entry.size).toBe(data.length);
     const uploads = fake.requests.filter((request) => request.path.startsWith('/upload/'));
     expect(uploads[0]?.query.uploadType).toBe('resumable');
-    expect(uploads.filter((request) => request.method === 'PUT').length >= 20, 'expected one PUT per 256 KiB chunk').toBeTruthy();
-    expect(fake.bucket(BUCKET).get('workspaces/T1/C1/1700000000.000100/big/data.bin')!.data.equals(data)).toBeTruthy();
-    expect((await readAll(await workspace.read('big/data.bin'))).equals(data)).toBeTruthy();
+    expect(uploads.filter((request) => request.method === 'PUT').length, 'expected one PUT per 256 KiB chunk').toBeGreaterThanOrEqual(20);
+    expect(fake.bucket(BUCKET).get('workspaces/T1/C1/1700000000.000100/big/data.bin')!.data.equals(data), 'the stored bytes').toBe(true);
+    expect((await readAll(await workspace.read('big/data.bin'))).equals(data), 'the bytes read back').toBe(true);
   });
 
   it('sends a short stream (including an empty one) in a single request', async () => {
@@ -109,9 +111,9 @@ describe('GcsWorkspace against fake GCS', () => {
     }
     await expect(workspace.write('report.bin', Readable.from(failing()))).rejects.toThrow(/source broke/);
     await expect(workspace.write('fresh.bin', Readable.from(failing()))).rejects.toThrow(/source broke/);
-    expect(fake.requests.some((request) => request.method === 'PUT' && request.status === 308), 'chunks were sent before the failure').toBeTruthy();
+    expect(fake.requests, 'chunks were sent before the failure').toContainEqual(expect.objectContaining({ method: 'PUT', status: 308 }));
     expect((await readAll(await workspace.read('report.bin'))).toString()).toBe('old content');
-    expect(await workspace.stat('fresh.bin')).toBe(undefined);
+    expect(await workspace.stat('fresh.bin')).toBeUndefined();
     expect(fake.names(BUCKET)).toStrictEqual(['workspaces/T1/C1/1700000000.000100/report.bin']);
   });
 
@@ -135,9 +137,9 @@ describe('GcsWorkspace against fake GCS', () => {
     expect((await workspaceB.list()).map((entry) => [entry.path, entry.size])).toStrictEqual([['sales.csv', 2]]);
     expect((await workspaceA.list({ includeInternal: true })).map((entry) => entry.path)).toStrictEqual(['.oi/steps/s1/request.json', 'charts/plot.png', 'sales.csv']);
     expect((await prefixOf1Dot2.list()).map((entry) => entry.path)).toStrictEqual(['mine.txt']);
-    expect(await workspaceA.stat('link')).toBe(undefined);
+    expect(await workspaceA.stat('link')).toBeUndefined();
     await expect(workspaceA.read('link')).rejects.toThrow(FileNotFoundError);
-    expect(fake.requests.some((request) => request.query.pageToken !== undefined), 'listing went through several pages').toBeTruthy();
+    expect(fake.requests.map((request) => request.query.pageToken).filter((token) => token !== undefined).length, 'listing went through several pages').toBeGreaterThan(0);
   });
 
   it('deletes files, and deleting a missing file is not an error', async () => {
@@ -151,7 +153,7 @@ describe('GcsWorkspace against fake GCS', () => {
   it('keeps state out of the workspace and refuses stale or duplicate creating writes', async () => {
     const workspace = store.open(threadA);
     const other = store.open(threadA); // a second controller instance looking at the same thread
-    expect(await workspace.readState('messages')).toBe(undefined);
+    expect(await workspace.readState('messages')).toBeUndefined();
     const first = await workspace.writeState('messages', [{ role: 'user', content: 'hi' }], null);
     await expect(other.writeState('messages', [{ role: 'user', content: 'other' }], null)).rejects.toThrow(StateConflictError);
     expect(fake.names(BUCKET)).toStrictEqual(['threads/T1/C1/1700000000.000100/messages.json']);
@@ -187,5 +189,61 @@ describe('GcsWorkspace against fake GCS', () => {
       'threads/T1/C1/1700000000.000200/messages.json',
       'workspaces/T1/C1/1700000000.000200/old-file-but-active-thread.csv',
     ]);
+  });
+});
+
+describe('GcsWorkspace when GCS answers 429 or 503', () => {
+  const fake = new FakeGcs([BUCKET]);
+  let url: string;
+  beforeAll(async () => {
+    ({ url } = await fake.start());
+  });
+  afterAll(() => fake.close());
+  beforeEach(() => {
+    fake.clearInjections();
+    fake.bucket(BUCKET).clear();
+    fake.requests.length = 0;
+  });
+  /** A store on the Storage client the controller builds (createStorage): the library's default retry rules. */
+  const productionStore = () => new GcsWorkspaceStore({ storage: createStorage(url, 'test-project'), bucket: BUCKET, logger: silentLogger });
+  const uploadStatuses = () => fake.requests.filter((request) => request.path.startsWith('/upload/')).map((request) => request.status);
+
+  it('a history write survives one injected 503: the client retries a write that carries a precondition', async () => {
+    const workspace = productionStore().open(threadA);
+    fake.injectFailures(503, 1);
+    const version = await workspace.writeState('messages', [{ role: 'user', content: 'kept' }], null);
+    expect(uploadStatuses()).toStrictEqual([503, 200]);
+    expect(await workspace.readState('messages')).toStrictEqual({ value: [{ role: 'user', content: 'kept' }], version });
+  });
+
+  it('a 429 storm surfaces as an error once the client has used its retries', async () => {
+    // The library's rules (RetryConditional, maxRetries 3); only the back-off is capped at 1 s to keep this short.
+    const storage = new Storage({ apiEndpoint: url, projectId: 'test-project', retryOptions: { maxRetryDelay: 1 } });
+    const workspace = new GcsWorkspaceStore({ storage, bucket: BUCKET, logger: silentLogger }).open(threadA);
+    fake.injectFailures(429, Infinity);
+    await expect(workspace.writeState('messages', [], null)).rejects.toMatchObject({ code: 429 });
+    expect(uploadStatuses(), 'one attempt and three retries').toStrictEqual([429, 429, 429, 429]);
+    expect(fake.names(BUCKET)).toStrictEqual([]);
+  });
+
+  // Known defect, kept visible until the controller fixes it (docs/testing.md): GcsWorkspace.write saves without a
+  // precondition, so under the library's default RetryConditional strategy a 503 is not retried; worse, the library
+  // then leaves retries switched off on the shared Storage client. Building the client with
+  // `retryOptions: { idempotencyStrategy: IdempotencyStrategy.RetryAlways }` fixes both (whole-object writes are safe
+  // to repeat). When it is fixed these fail: turn `it.fails` into `it`.
+  it.fails('a workspace file write survives one injected 503', async () => {
+    const workspace = productionStore().open(threadA);
+    fake.injectFailures(503, 1);
+    await workspace.write('data.csv', 'a,b\n');
+    expect(uploadStatuses()).toStrictEqual([503, 200]);
+  });
+
+  it.fails('after a failed file write the client still retries reads', async () => {
+    const workspace = productionStore().open(threadA);
+    await workspace.write('data.csv', 'a,b\n');
+    fake.injectFailures(503, 1);
+    await workspace.write('other.csv', 'c\n').catch(() => {});
+    fake.injectFailures(503, 1);
+    expect((await workspace.list()).map((entry) => entry.path)).toContain('data.csv');
   });
 });

@@ -7,6 +7,7 @@ import { LocalSandbox } from '../controller/sandbox/local-sandbox.js';
 import { SandboxError, type ResourceLimits } from '../controller/sandbox/sandbox.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import type { Workspace } from '../controller/workspace/workspace.js';
+import { isSandboxError, thrownBy } from './helpers/sandbox-errors.js';
 
 // LocalSandbox with the real runner on real Python, in the isolation mode this machine supports
 // (bubblewrap when usable) and as a plain process (SANDBOX_ISOLATION=off).
@@ -53,7 +54,7 @@ for (const [mode, sandbox] of Object.entries(sandboxes)) {
         code: 'text = open("input.txt").read()\nopen("out.txt", "w").write(text.upper())\nlen(text)',
         timeoutSec: 30,
       });
-      expect(result.error).toBe(null);
+      expect(result.error).toBeNull();
       expect(result.stdout).toBe('9\n');
       expect(result.exitCode).toBe(0);
       expect(result.stepId).toMatch(/^[0-9a-f-]{36}$/);
@@ -85,7 +86,7 @@ for (const [mode, sandbox] of Object.entries(sandboxes)) {
           ].join('\n'),
           timeoutSec: 30,
         });
-        expect(result.error).toBe(null);
+        expect(result.error).toBeNull();
         expect(result.stdout).toBe('found: []\nFalse False\n');
       } finally {
         delete process.env.FAKE_SECRET_TOKEN;
@@ -103,6 +104,17 @@ for (const [mode, sandbox] of Object.entries(sandboxes)) {
       expect(result.error?.value).toBe('The step was stopped after 1 s (STEP_TIMEOUT_SEC).');
       expect(result.stdout).toBe('started\n');
       expect(await waitUntilGone(marker)).toStrictEqual([]);
+    });
+
+    test('the runner stops a step at its timeout itself: the variables it made survive into the next step', async () => {
+      // Only the runner's own alarm lets the step save its state; the controller's kill (timeout + grace) cannot.
+      const workspace = newThread();
+      const result = await sandbox.run(workspace, { language: 'python', code: "made_before_the_timeout = 'kept'\nwhile True:\n    pass", timeoutSec: 1 });
+      expect(result.limit).toBe('timeout');
+      expect(result.error?.value).toBe('The step was stopped after 1 s (STEP_TIMEOUT_SEC).');
+      const next = await sandbox.run(workspace, { language: 'python', code: 'print(made_before_the_timeout)', timeoutSec: 30 });
+      expect(next.error, next.error?.traceback).toBeNull();
+      expect(next.stdout).toBe('kept\n');
     });
 
     test('code that ignores the timeout signal is killed by the controller (limit timeout)', async () => {
@@ -130,9 +142,9 @@ for (const [mode, sandbox] of Object.entries(sandboxes)) {
       for (let attempt = 0; attempt < 100 && processesRunning(marker).length === 0; attempt += 1) {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
-      expect(processesRunning(marker).length).toBe(1);
+      expect(processesRunning(marker)).toHaveLength(1);
       controller.abort();
-      await expect(running).rejects.toSatisfy((error: unknown) => error instanceof SandboxError && error.code === 'cancelled');
+      await expect(running).rejects.toSatisfy(isSandboxError('cancelled'));
       expect(await waitUntilGone(marker)).toStrictEqual([]);
     });
 
@@ -164,7 +176,7 @@ for (const [mode, sandbox] of Object.entries(sandboxes)) {
 describe('LocalSandbox setup and failures', () => {
   test('refuses a workspace that is not local', async () => {
     const gcsWorkspace = { ...newThread(), location: { kind: 'gcs', bucket: 'b', prefix: 'p/' } } as unknown as Workspace;
-    await expect(sandboxes.off.run(gcsWorkspace, { language: 'python', code: 'print(1)', timeoutSec: 5 })).rejects.toSatisfy((error: unknown) => error instanceof SandboxError && error.code === 'unsupported_workspace');
+    await expect(sandboxes.off.run(gcsWorkspace, { language: 'python', code: 'print(1)', timeoutSec: 5 })).rejects.toSatisfy(isSandboxError('unsupported_workspace'));
   });
 
   test('a runner that crashes is a SandboxError runner_failed with the stderr tail in the message only', async () => {
@@ -172,25 +184,28 @@ describe('LocalSandbox setup and failures', () => {
     try {
       writeFileSync(join(runnerDir, 'runner.py'), 'import sys\nsys.stderr.write("runner exploded: detail\\n")\nsys.exit(3)\n');
       const sandbox = new LocalSandbox({ network: false, isolation: 'off', limits: LIMITS, logger: silentLogger, runnerDir });
-      await expect(sandbox.run(newThread(), { language: 'python', code: 'print(1)', timeoutSec: 5 })).rejects.toSatisfy((error: unknown) =>
-          error instanceof SandboxError &&
-          error.code === 'runner_failed' &&
-          error.message.includes('runner exploded: detail') &&
-          !error.userMessage.includes('exploded'));
+      const error = await sandbox.run(newThread(), { language: 'python', code: 'print(1)', timeoutSec: 5 }).catch((caught: unknown) => caught);
+      expect(error).toSatisfy(isSandboxError('runner_failed', /runner exploded: detail/));
+      expect((error as SandboxError).userMessage, 'the detail stays out of the thread').not.toContain('exploded');
     } finally {
       rmSync(runnerDir, { recursive: true, force: true });
     }
   });
 
   test('SANDBOX_PYTHON that cannot run the runner stops start-up with a clear message', () => {
-    expect(() => { try { (() => new LocalSandbox({ python: '/nonexistent/python3', network: false, isolation: 'off', limits: LIMITS, logger: silentLogger }))(); } catch (error) { return ((error: unknown) => error instanceof SandboxError && error.code === 'start_failed' && /SANDBOX_PYTHON/.test(error.message))(error); } throw new Error('expected a throw'); }).not.toThrow();
+    const start = () => new LocalSandbox({ python: '/nonexistent/python3', network: false, isolation: 'off', limits: LIMITS, logger: silentLogger });
+    expect(thrownBy(start)).toSatisfy(isSandboxError('start_failed', /SANDBOX_PYTHON/));
   });
 
   test('without a usable bwrap: required refuses to start, auto warns once and runs unisolated', async () => {
     const savedPath = process.env.PATH;
     process.env.PATH = '/nonexistent'; // bwrap is looked up on PATH
     try {
-      expect(() => { try { (() => new LocalSandbox({ python: '/usr/bin/python3', network: false, isolation: 'required', limits: LIMITS, logger: silentLogger }))(); } catch (error) { return ((error: unknown) => error instanceof SandboxError && /SANDBOX_ISOLATION=required/.test(error.message) && /bubblewrap/.test(error.message))(error); } throw new Error('expected a throw'); }).not.toThrow();
+      const required = () => new LocalSandbox({ python: '/usr/bin/python3', network: false, isolation: 'required', limits: LIMITS, logger: silentLogger });
+      const refusal = thrownBy(required);
+      expect(refusal).toBeInstanceOf(SandboxError);
+      expect((refusal as SandboxError).message).toMatch(/SANDBOX_ISOLATION=required/);
+      expect((refusal as SandboxError).message).toMatch(/bubblewrap/);
       const lines: string[] = [];
       const sandbox = new LocalSandbox({
         python: '/usr/bin/python3',
@@ -200,7 +215,7 @@ describe('LocalSandbox setup and failures', () => {
         logger: createLogger({ write: (line) => lines.push(line) }),
       });
       const warnings = lines.map((line) => JSON.parse(line) as { severity: string; message: string }).filter((line) => line.severity === 'WARNING');
-      expect(warnings.filter((line) => /NOT isolated/.test(line.message)).length).toBe(1);
+      expect(warnings.filter((line) => /NOT isolated/.test(line.message))).toHaveLength(1);
       expect(sandbox.describeIsolation()).toMatch(/NOT isolated/);
       process.env.PATH = savedPath;
       const result = await sandbox.run(newThread(), { language: 'python', code: 'print("plain")', timeoutSec: 30 });
@@ -215,11 +230,8 @@ describe('LocalSandbox setup and failures', () => {
     const elsewhere = mkdtempSync(join(tmpdir(), 'elsewhere-'));
     try {
       // The runner cannot write its result through the code's symlink: that step fails as infrastructure.
-      await expect(sandboxes.off.run(workspace, {
-          language: 'python',
-          code: `import os, shutil\nshutil.rmtree(".oi/steps", ignore_errors=True)\nos.symlink(${JSON.stringify(elsewhere)}, ".oi/steps")`,
-          timeoutSec: 30,
-        })).rejects.toSatisfy((error: unknown) => error instanceof SandboxError && error.code === 'runner_failed');
+      const code = `import os, shutil\nshutil.rmtree(".oi/steps", ignore_errors=True)\nos.symlink(${JSON.stringify(elsewhere)}, ".oi/steps")`;
+      await expect(sandboxes.off.run(workspace, { language: 'python', code, timeoutSec: 30 })).rejects.toSatisfy(isSandboxError('runner_failed'));
       const result = await sandboxes.off.run(workspace, { language: 'python', code: 'print("ok")', timeoutSec: 30 });
       expect(result.stdout).toBe('ok\n');
       expect(readdirSync(elsewhere)).toStrictEqual([]);

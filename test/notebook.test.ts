@@ -140,7 +140,7 @@ test('a realistic history becomes the right cells, in order, with their outputs'
 test('an empty history gives a notebook with only the title cell', async () => {
   const notebook = JSON.parse((await buildNotebook([], workspace, { title: 'Nothing yet' })).toString('utf8'));
   expect(validateNotebookStructure(notebook)).toStrictEqual([]);
-  expect(notebook.cells.length).toBe(1);
+  expect(notebook.cells).toHaveLength(1);
   expect(notebook.cells[0].cell_type).toBe('markdown');
   expect(joined(notebook.cells[0].source)).toMatch(/^# Nothing yet/);
 });

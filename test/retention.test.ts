@@ -93,7 +93,7 @@ describe('retention command, local storage', () => {
     expect(lines[0]).toStrictEqual({ action: 'removed', thread: OLD_PATH });
     expect(lines[1]!.action).toBe('summary');
     expect(lines[1]!.removed).toBe(1);
-    expect(lines.length).toBe(2);
+    expect(lines).toHaveLength(2);
 
     expect(existsSync(join(dataDir, 'workspaces', OLD_PATH))).toBe(false);
     expect(existsSync(join(dataDir, 'threads', OLD_PATH))).toBe(false);
@@ -102,7 +102,7 @@ describe('retention command, local storage', () => {
 
     const fresh = store.open(freshThread);
     expect((await fresh.list()).map((entry) => entry.path)).toStrictEqual(['charts/figure_1.png', 'sales.csv']);
-    expect((await loadHistory(fresh)).length).toBe(2);
+    expect(await loadHistory(fresh)).toHaveLength(2);
   });
 
   it('takes the age from RETENTION_DAYS, and a longer age keeps both threads', async () => {
@@ -124,8 +124,8 @@ describe('retention command, local storage', () => {
     expect(lines[0]).toStrictEqual({ action: 'would_remove', thread: OLD_PATH });
     expect(lines[1]!.dryRun).toBe(true);
     expect(lines[1]!.wouldRemove).toBe(1);
-    expect((await store.open(oldThread).list({ includeInternal: true })).length).toBe(3);
-    expect((await loadHistory(store.open(oldThread))).length).toBe(2);
+    expect(await store.open(oldThread).list({ includeInternal: true })).toHaveLength(3);
+    expect(await loadHistory(store.open(oldThread))).toHaveLength(2);
   });
 
   it('without RETENTION_DAYS or --days it exits non-zero with a clear message and removes nothing', async () => {

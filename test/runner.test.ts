@@ -34,7 +34,8 @@ interface Outcome {
   result: RunnerResultFile;
 }
 
-function runStep(workspace: string, code: string, options: { maxOutputBytes?: number; python?: string } = {}): Outcome {
+function runStep(workspace: string, code: string, options: { maxOutputBytes?: number; python?: string; timeoutSec?: number } = {}): Outcome {
+  const timeoutSec = options.timeoutSec ?? 60;
   const id = randomUUID();
   const stepDir = join(workspace, '.oi', 'steps', id);
   mkdirSync(stepDir, { recursive: true });
@@ -42,7 +43,7 @@ function runStep(workspace: string, code: string, options: { maxOutputBytes?: nu
     id,
     language: 'python',
     code,
-    timeoutSec: 60,
+    timeoutSec,
     limits: { memoryMb: 2048, cpuSec: 60, maxProcesses: 256, maxFileMb: 100 },
     maxOutputBytes: options.maxOutputBytes ?? 100_000,
   };
@@ -50,7 +51,8 @@ function runStep(workspace: string, code: string, options: { maxOutputBytes?: nu
   const child = spawnSync(options.python ?? PYTHON, [RUNNER, '--workspace', workspace, '--step', id], {
     encoding: 'utf8',
     env: { PATH: '/usr/bin:/bin', HOME: '/tmp', LANG: 'C.UTF-8', PYTHONDONTWRITEBYTECODE: '1' },
-    timeout: 60_000,
+    // The runner stops the code at timeoutSec itself; this only keeps a broken runner from hanging the test.
+    timeout: (timeoutSec + 10) * 1000,
   });
   expect(child.status, `runner failed: ${child.stderr}`).toBe(0);
   const result = JSON.parse(readFileSync(join(stepDir, 'result.json'), 'utf8')) as RunnerResultFile;
@@ -67,7 +69,7 @@ describe('runner.py', () => {
       workspace,
       'import os, sys\nprint("hello")\nprint("warn", file=sys.stderr)\nos.system("echo from-child; echo child-err >&2")\nx = 20\nx * 2 + 2',
     );
-    expect(result.error).toBe(null);
+    expect(result.error).toBeNull();
     expect(result.stdout).toBe('hello\nfrom-child\n42\n');
     expect(result.stderr).toBe('warn\nchild-err\n');
     expect(result.outputTruncated).toBe(false);
@@ -105,10 +107,10 @@ describe('runner.py', () => {
       { maxOutputBytes: 2000 },
     );
     expect(result.outputTruncated).toBe(true);
-    expect(result.stdout.startsWith('FIRST\n')).toBeTruthy();
-    expect(result.stdout.endsWith('LAST\n')).toBeTruthy();
+    expect(result.stdout).toMatch(/^FIRST\n/);
+    expect(result.stdout).toMatch(/LAST\n$/);
     expect(result.stdout).toMatch(/\[\.\.\. \d+ bytes of output cut \.\.\.\]/);
-    expect(Buffer.byteLength(result.stdout) < 2200).toBeTruthy();
+    expect(Buffer.byteLength(result.stdout)).toBeLessThan(2200);
   });
 
   test('reports files created, modified and deleted, never .oi/, never through symlinks', () => {
@@ -131,7 +133,7 @@ describe('runner.py', () => {
         'open("linked-dir/host.txt", "a").write("!")',
       ].join('\n'),
     );
-    expect(result.error).toBe(null);
+    expect(result.error).toBeNull();
     expect(result.files).toStrictEqual([
       { path: 'gone.txt', change: 'deleted', size: 0 },
       { path: 'keep.txt', change: 'modified', size: 7 },
@@ -146,12 +148,12 @@ describe('runner.py', () => {
       workspace,
       'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.title("売上")\nplt.show()\nplt.figure()\nplt.bar(["a"], [1])',
     );
-    expect(result.error).toBe(null);
+    expect(result.error).toBeNull();
     expect(result.figures).toStrictEqual(['figure_2.png', 'figure_3.png']);
     expect(readFileSync(join(workspace, 'figure_1.png'), 'utf8')).toBe('a user file');
     for (const name of result.figures) {
       expect(readFileSync(join(workspace, name)).subarray(0, 8)).toStrictEqual(PNG_SIGNATURE);
-      expect(result.files.some((file) => file.path === name && file.change === 'created')).toBeTruthy();
+      expect(result.files).toContainEqual(expect.objectContaining({ path: name, change: 'created' }));
     }
     // Closed after saving: the next step does not save them again.
     expect(runStep(workspace, 'plt.get_fignums()').result.figures).toStrictEqual([]);
@@ -179,17 +181,17 @@ describe('runner.py', () => {
         'square = lambda n: n * n',
       ].join('\n'),
     ).result;
-    expect(first.error).toBe(null);
+    expect(first.error).toBeNull();
     expect(first.unsaved).toStrictEqual([]);
     const second = runStep(workspace, 'print(df.shape, total(df), box.v, square(3), j.dumps([1]), p.basename("/a/b"), pd.__name__)').result;
-    expect(second.error, second.error?.traceback).toBe(null);
+    expect(second.error, second.error?.traceback).toBeNull();
     expect(second.stdout).toBe("(3, 2) 36 7 9 [1] b pandas\n");
   });
 
   test('unpicklable values are listed in unsaved and never fail the step; the rest survives', () => {
     const workspace = newWorkspace();
     const first = runStep(workspace, 'handle = open("log.txt", "w")\ngen = (i for i in range(3))\nkept = {"a": 1}').result;
-    expect(first.error).toBe(null);
+    expect(first.error).toBeNull();
     expect(first.unsaved).toStrictEqual(['gen', 'handle']);
     const second = runStep(workspace, 'print(kept, "gen" in globals(), "handle" in globals())').result;
     expect(second.stdout).toBe("{'a': 1} False False\n");
@@ -200,9 +202,9 @@ describe('runner.py', () => {
     runStep(workspace, 'value = 5');
     writeFileSync(join(workspace, '.oi', 'state.pkl'), 'not a pickle at all');
     const { result } = runStep(workspace, 'print("value" in globals())\nnew_value = 1');
-    expect(result.error).toBe(null);
+    expect(result.error).toBeNull();
     expect(result.stdout).toBe('False\n');
-    expect(result.notes.length).toBe(1);
+    expect(result.notes).toHaveLength(1);
     expect(result.notes[0]!).toMatch(/could not be loaded and was dropped/);
     expect(runStep(workspace, 'new_value').result.stdout).toBe('1\n');
   });
@@ -213,6 +215,17 @@ describe('runner.py', () => {
     expect(first.stdout).toBe('2.0\n');
     expect(first.unsaved).toStrictEqual(['twice']);
     expect(runStep(workspace, 'm.floor(number + 0.5)', { python: barePython }).result.stdout).toBe('4\n');
+  });
+
+  test("the step's own alarm stops it at timeoutSec; the variables it made before survive into the next step", () => {
+    const workspace = newWorkspace();
+    const { result } = runStep(workspace, 'made_before = [1, 2, 3]\nprint("looping", flush=True)\nwhile True:\n    pass', { timeoutSec: 1 });
+    expect(result.limit).toBe('timeout');
+    expect(result.error?.name).toBe('StepTimeout');
+    expect(result.error?.value).toBe('The step was stopped after 1 s (STEP_TIMEOUT_SEC).');
+    expect(result.stdout).toBe('looping\n');
+    expect(result.unsaved).toStrictEqual([]);
+    expect(runStep(workspace, 'print(sum(made_before))').result.stdout).toBe('6\n');
   });
 
   test('a memory hog ends with an error naming the memory limit', () => {

@@ -32,6 +32,19 @@ test('with SLACK_APP_TOKEN the bot takes mentions over Socket Mode, acks them an
   await socket.sendEvent({ type: 'event_callback', team_id: TEAM, api_app_id: 'A1', event, event_id: 'EvSocket1', event_time: 1 });
   const answer = await slack.waitFor((fake) => fake.botMessagesIn('C9', ts).find((message) => /Result:/.test(message.text ?? ''))?.text, 20_000);
   expect(answer).toMatch(/42/);
-  expect(slack.callsTo('apps.connections.open').length >= 1).toBe(true);
-  expect(!bot.output().includes(APP_TOKEN), 'the app token is not logged').toBeTruthy();
+  expect(slack.callsTo('apps.connections.open').length).toBeGreaterThanOrEqual(1);
+  expect(bot.output(), 'the app token is not logged').not.toContain(APP_TOKEN);
+});
+
+test('in Socket Mode express still serves the health and readiness routes on PORT, and no Events API route', async () => {
+  for (const path of ['/health', '/healthz']) {
+    const response = await fetch(`${bot.url}${path}`);
+    expect(response.status, path).toBe(200);
+    expect(await response.json(), path).toStrictEqual({ ok: true });
+  }
+  const ready = await fetch(`${bot.url}/ready`);
+  expect(ready.status).toBe(200);
+  expect(await ready.json()).toStrictEqual({ ready: true });
+  const events = await fetch(bot.eventsUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+  expect(events.status, 'events arrive over the WebSocket only').toBe(404);
 });

@@ -32,10 +32,10 @@ export function fileScenarios(name: string, makeBackend: () => Promise<Backend>)
       expect(reply).toMatch(/first look/);
     });
 
-    test('files missing from the event are read from the message itself, deep in a long thread', async () => {
-      // Slack may send a file_share mention without its files. The bot then asks conversations.replies for
-      // exactly that message (oldest = latest = its ts, inclusive): in a thread of 16 replies, any other window
-      // of its 10 messages would miss it.
+    test('files the event names only by id are completed from the message itself, deep in a long thread', async () => {
+      // Slack may send a file_share mention whose files carry only their ids. The bot then re-reads exactly
+      // that message with one conversations.replies call (oldest = latest = its ts, inclusive); in a thread
+      // of 16 replies any other window of its 10 messages misses it, and it would fall back to files.info.
       const parentTs = nextMessageTs();
       h.slack.seedMessage({ channel: 'C1', ts: parentTs, user: 'U2', text: 'a long discussion' });
       const seedReply = (text: string) => h.slack.seedMessage({ channel: 'C1', ts: nextMessageTs(), thread_ts: parentTs, user: 'U2', text });
@@ -45,13 +45,14 @@ export function fileScenarios(name: string, makeBackend: () => Promise<Backend>)
       h.slack.seedMessage({ channel: 'C1', ts: mentionTs, thread_ts: parentTs, user: 'U1', text: mentionText(BOT_USER), files: [file] });
       for (let index = 0; index < 3; index++) seedReply(`later reply ${index}`);
 
-      const event = mentionEvent({ channel: 'C1', user: 'U1', text: mentionText(BOT_USER), ts: mentionTs, thread_ts: parentTs });
+      const event = mentionEvent({ channel: 'C1', user: 'U1', text: mentionText(BOT_USER), ts: mentionTs, thread_ts: parentTs, files: [{ id: file.id } as never] });
       await postEvent(h.bot.eventsUrl, SIGNING_SECRET, event);
       const reply = await h.waitForReply(parentTs, /echo:/);
       expect(reply).toMatch(/I uploaded late-arrival\.csv to \.\/late-arrival\.csv/);
       expect(reply).toMatch(/first look/);
       expect(await filesOf(parentTs)).toStrictEqual(['late-arrival.csv']);
       expect(h.slack.callsTo('conversations.replies').at(-1)?.args).toMatchObject({ channel: 'C1', ts: parentTs });
+      expect(h.slack.callsTo('files.info').filter((call) => call.args.file === file.id), 'the message itself had the details').toStrictEqual([]);
     });
 
     test('unsafe and duplicate names are sanitised; the model is told the name used', async () => {
