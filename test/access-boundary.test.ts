@@ -73,12 +73,12 @@ describe('threadAccessBoundary', () => {
   it('reaches the thread’s own objects and listing, and the bucket metadata', () => {
     const boundary = threadAccessBoundary(BUCKET, PREFIX);
     for (const permission of ['storage.objects.get', 'storage.objects.create', 'storage.objects.delete']) {
-      expect(allowed(boundary, { permission, resource: object('workspaces/T1/C1/1.2/data.csv') }), permission).toBeTruthy();
-      expect(allowed(boundary, { permission, resource: object('workspaces/T1/C1/1.2/.oi/steps/s/result.json') }), permission).toBeTruthy();
+      expect(allowed(boundary, { permission, resource: object('workspaces/T1/C1/1.2/data.csv') }), permission).toBe(true);
+      expect(allowed(boundary, { permission, resource: object('workspaces/T1/C1/1.2/.oi/steps/s/result.json') }), permission).toBe(true);
     }
-    expect(allowed(boundary, { permission: 'storage.objects.list', resource: bucketResource, listPrefix: 'workspaces/T1/C1/1.2/' })).toBeTruthy();
-    expect(allowed(boundary, { permission: 'storage.objects.list', resource: bucketResource, listPrefix: 'workspaces/T1/C1/1.2/charts/' })).toBeTruthy();
-    expect(allowed(boundary, { permission: 'storage.buckets.get', resource: bucketResource })).toBeTruthy();
+    expect(allowed(boundary, { permission: 'storage.objects.list', resource: bucketResource, listPrefix: 'workspaces/T1/C1/1.2/' })).toBe(true);
+    expect(allowed(boundary, { permission: 'storage.objects.list', resource: bucketResource, listPrefix: 'workspaces/T1/C1/1.2/charts/' })).toBe(true);
+    expect(allowed(boundary, { permission: 'storage.buckets.get', resource: bucketResource })).toBe(true);
   });
 
   it('does not reach thread 1.23 from thread 1.2 (the trailing slash), nor history, nor other buckets', () => {

@@ -133,7 +133,7 @@ describe('agent loop', () => {
     });
     const outcome = await runTurn(input(sandbox));
     expect(outcome.stopReason).toBe('sandbox_error');
-    expect(outcome.error instanceof SandboxError).toBeTruthy();
+    expect(outcome.error).toBeInstanceOf(SandboxError);
   });
 
   test('long tool output reaches the model with head and tail kept', async () => {
@@ -141,7 +141,7 @@ describe('agent loop', () => {
     const stdout = `HEAD${'x'.repeat(50_000)}TAIL`;
     await runTurn(input(new RecordingSandbox(() => ({ stdout }))));
     const tool = String(ai.requests.at(-1)!.body.messages.at(-1)!.content);
-    expect(tool.length < 3000).toBeTruthy();
+    expect(tool.length).toBeLessThan(3000);
     expect(tool).toMatch(/^HEAD/);
     expect(tool).toMatch(/TAIL$/);
     expect(tool).toMatch(/cut|trimmed|omitted/i);
@@ -159,13 +159,13 @@ describe('history for the model', () => {
   test('within budget nothing changes but meta is stripped', () => {
     const messages = toModelMessages(turn(1, 100), 10_000);
     expect(messages).toHaveLength(4);
-    expect(messages.every((message) => !('meta' in message))).toBeTruthy();
+    expect(messages.filter((message) => 'meta' in message), 'meta never reaches the model').toStrictEqual([]);
   });
 
   test('old tool output is trimmed first, then old turns dropped, never the current one', () => {
     const history = [...turn(1, 40_000), ...turn(2, 40_000), ...turn(3, 40_000)];
     const trimmed = toModelMessages(history, 5_000);
-    expect(estimateTokens(trimmed) <= 5_000).toBeTruthy();
+    expect(estimateTokens(trimmed)).toBeLessThanOrEqual(5_000);
     expect(trimmed.filter((message) => message.role === 'user'), 'trimming output was enough').toHaveLength(3);
     expect(String(trimmed[2]!.content)).toMatch(/trimmed/);
 
@@ -181,9 +181,9 @@ describe('execute tool arguments', () => {
   test('python, shell and titles', () => {
     expect(parseExecuteArguments('execute', '{"language":"python","code":"print(1)"}')).toStrictEqual({ language: 'python', code: 'print(1)', pythonCode: 'print(1)' });
     const shell = parseExecuteArguments('execute', '{"language":"shell","code":"ls -la \\"x\\""}');
-    expect('pythonCode' in shell && shell.pythonCode.includes('subprocess')).toBeTruthy();
-    expect('problem' in parseExecuteArguments('other', '{}')).toBeTruthy();
-    expect('problem' in parseExecuteArguments('execute', '{"language":"python","code":"  "}')).toBeTruthy();
+    expect(shell).toMatchObject({ pythonCode: expect.stringContaining('subprocess') });
+    expect(parseExecuteArguments('other', '{}')).toHaveProperty('problem');
+    expect(parseExecuteArguments('execute', '{"language":"python","code":"  "}')).toHaveProperty('problem');
     expect(stepTitle('', '# Load the sales data\nimport pandas')).toBe('Load the sales data');
     expect(stepTitle('Let me plot it.\nMore text', 'plt.plot()')).toBe('Let me plot it.');
     expect(stepTitle('', 'print(1)')).toBe('print(1)');

@@ -23,7 +23,7 @@ test('embedded defaults need only the Slack and OpenAI secrets', () => {
   expect(config.limits.maxConcurrentTurns).toBe(8);
   expect(config.access.allowedChannels).toStrictEqual([]);
   expect(config.budgets.usageFooter).toBe(false);
-  expect(config.sandbox.backend === 'local' && config.sandbox.network).toBe(true);
+  expect(config.sandbox).toMatchObject({ backend: 'local', network: true });
 });
 
 test('each missing or wrong variable is named in one clear message', () => {
@@ -95,7 +95,7 @@ test('Socket Mode needs no signing secret; lists and booleans parse', () => {
   expect(config.access.adminUsers).toStrictEqual(['U9']);
   expect(config.budgets.usageFooter).toBe(true);
   expect(config.budgets.turnMaxTokens).toBe(5000);
-  expect(config.sandbox.backend === 'local' && config.sandbox.network).toBe(false);
+  expect(config.sandbox).toMatchObject({ backend: 'local', network: false });
 });
 
 test('the bot refuses to start without its settings, naming the variable and leaking nothing', async () => {

@@ -32,8 +32,8 @@ describe('FakeSlack with the real WebClient', () => {
     const second = await client.chat.postMessage({ channel: 'C1', thread_ts: '1700000001.000001', text: 'answer' });
     const elsewhere = await client.chat.postMessage({ channel: 'C1', text: 'top level' });
     assert(first.ts && second.ts && elsewhere.ts, 'every post has a ts');
-    expect(first.ts > '1700000001.000001', 'ts values follow seeded ones').toBe(true);
-    expect(second.ts > first.ts, 'ts values increase').toBe(true);
+    expect(second.ts > first.ts, `${second.ts} comes after ${first.ts}`).toBe(true);
+    expect(first.ts > '1700000001.000001', `${first.ts} follows the seeded 1700000001.000001`).toBe(true);
     expect(slack.callsTo('chat.postMessage')[0]?.args.blocks).toStrictEqual([{ type: 'section', text: { type: 'mrkdwn', text: '*working*' } }]);
     await client.chat.update({ channel: 'C1', ts: first.ts, text: 'done in 2 steps' });
     const thread = slack.messagesIn('C1', '1700000001.000001');

@@ -68,11 +68,11 @@ describe('sharing workspace files into the thread', () => {
         ['q1.png', 'charts/q1.png', 'C1', PNG.toString('latin1')],
         ['a.csv', 'a.csv', 'C1', 'a\n1\n'],
       ]);
-    expect(uploads.every((upload) => upload.declaredLength === upload.bytes.length)).toBeTruthy();
+    expect(uploads.map((upload) => upload.declaredLength), 'announced lengths').toStrictEqual(uploads.map((upload) => upload.bytes.length));
     const notes = notesIn(threadTs);
     expect(notes).toHaveLength(1);
     expect(notes[0] ?? '').toMatch(/2 more files from this turn\. Write `download` to get every file/);
-    expect(slack.callsTo('files.upload')).toHaveLength(0);
+    expect(slack.callsTo('files.upload'), 'the retired method is never used').toStrictEqual([]);
     expect(slack.unexpected).toStrictEqual([]);
   });
 
@@ -96,7 +96,7 @@ describe('sharing workspace files into the thread', () => {
 
     const download = await runDownloadCommand({ client, channel: 'C1', threadTs, workspace, logger: silentLogger, batchPauseMs: 0 });
     expect(download).toStrictEqual({ shared: ['real.txt'], failed: [] });
-    expect(uploadsIn(threadTs).every((upload) => !upload.bytes.toString().includes('root:'))).toBeTruthy();
+    expect(uploadsIn(threadTs).map((upload) => upload.bytes.toString())).not.toContainEqual(expect.stringContaining('root:'));
   });
 
   test('nothing to share posts nothing', async () => {
@@ -161,8 +161,8 @@ describe('sharing workspace files into the thread', () => {
     }
     const uploads = uploadsIn(threadTs);
     expect(uploads.map((upload) => [upload.title, upload.bytes.toString('base64')]).sort()).toStrictEqual([...expected].map(([path, contents]) => [path, contents.toString('base64')]).sort());
-    expect(uploads.every((upload) => upload.channelId === 'C1' && upload.filename === upload.title.split('/').pop())).toBeTruthy();
-    expect(slack.rateLimited.length >= 1, 'a 429 happened and was retried').toBeTruthy();
+    for (const upload of uploads) expect(upload, upload.title).toMatchObject({ channelId: 'C1', filename: upload.title.split('/').pop() });
+    expect(slack.rateLimited.length, 'a 429 happened and was retried').toBeGreaterThanOrEqual(1);
     const shares = slack.botMessagesIn('C1', threadTs).filter((message) => message.files);
     expect(shares, '12 files in messages of at most 5').toHaveLength(3);
     expect(shares[0]?.text).toBe('Here are the 12 files of this thread:');

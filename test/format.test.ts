@@ -58,15 +58,15 @@ describe('splitForSlack', () => {
     expect(splitForSlack('aaaa bbbb cccc dddd', 10)).toStrictEqual(['aaaa bbbb', 'cccc dddd']);
     const link = '<https://example.com/some/long/path|a link>';
     const parts = splitForSlack(`${'word '.repeat(10)}${link} tail`, 60);
-    expect(parts.some((part) => part.includes(link)), JSON.stringify(parts)).toBeTruthy();
+    expect(parts, 'one part holds the whole link').toContainEqual(expect.stringContaining(link));
   });
 
   test('a long code block is closed and reopened in each part', () => {
     const code = Array.from({ length: 30 }, (_, index) => `line ${index}`).join('\n');
     const parts = splitForSlack(`Here:\n\n\`\`\`\n${code}\n\`\`\`\n\nThe end.`, 80);
-    expect(parts.length > 2).toBeTruthy();
+    expect(parts.length).toBeGreaterThan(2);
     for (const part of parts) {
-      expect(part.length <= 80, part).toBeTruthy();
+      expect(part.length, part).toBeLessThanOrEqual(80);
       expect((part.match(/```/g) ?? []).length % 2, `unbalanced fences in ${JSON.stringify(part)}`).toBe(0);
     }
     const bodyLines = parts.join('\n').split('\n').filter((line) => line.startsWith('line '));
@@ -95,7 +95,7 @@ describe('splitForSlack', () => {
       const maxChars = 40 + Math.floor(random() * 200);
       const parts = splitForSlack(text, maxChars);
       for (const part of parts) {
-        expect(part.length <= maxChars, `part of ${part.length} > ${maxChars}`).toBeTruthy();
+        expect(part.length, 'every part fits').toBeLessThanOrEqual(maxChars);
         expect((part.match(/```/g) ?? []).length % 2, JSON.stringify({ text, part })).toBe(0);
       }
       const normalize = (value: string) => value.replace(/```/g, '').replace(/\s+/g, '');
@@ -112,15 +112,16 @@ describe('truncateMiddle', () => {
   test('keeps head and tail, says how much was cut, and fits', () => {
     const text = `HEAD${'.'.repeat(10_000)}TAIL`;
     const output = truncateMiddle(text, 200);
-    expect(output.length <= 200).toBeTruthy();
-    expect(output.startsWith('HEAD') && output.endsWith('TAIL')).toBeTruthy();
+    expect(output.length).toBeLessThanOrEqual(200);
+    expect(output).toMatch(/^HEAD[\s\S]*TAIL$/);
     const cut = Number(/\[(\d+) characters cut\]/.exec(output)?.[1]);
     const [head = '', tail = ''] = output.split(/\n… \[\d+ characters cut\] …\n/);
     expect(cut).toBe(text.length - head.length - tail.length);
-    expect(head.length > 50 && tail.length > 50).toBeTruthy();
+    expect(head.length).toBeGreaterThan(50);
+    expect(tail.length).toBeGreaterThan(50);
   });
 
   test('tiny limits still fit', () => {
-    expect(truncateMiddle('x'.repeat(100), 10).length <= 10).toBeTruthy();
+    expect(truncateMiddle('x'.repeat(100), 10).length).toBeLessThanOrEqual(10);
   });
 });

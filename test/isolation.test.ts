@@ -39,7 +39,7 @@ async function runIn(workspace: Workspace, code: string, target = sandbox as Loc
 /** Runs Python that prints one JSON line; returns it parsed. */
 async function probe(workspace: Workspace, code: string): Promise<Record<string, unknown>> {
   const result = await runIn(workspace, code);
-  expect(result.error, result.error?.traceback).toBe(null);
+  expect(result.error, result.error?.traceback).toBeNull();
   return JSON.parse(result.stdout) as Record<string, unknown>;
 }
 
@@ -48,7 +48,7 @@ describe.skipIf(Boolean(skip))('bubblewrap isolation', () => {
     await threadX.write('secret-x.txt', 'only for X');
     await threadX.writeState('messages', [{ role: 'user', content: 'history of X' }], null);
     const result = await runIn(threadX, 'x_variable = "state of X"\nopen("made-by-x.txt", "w").write("x")');
-    expect(result.error).toBe(null);
+    expect(result.error).toBeNull();
   });
 
   test("thread Y cannot list, read or write thread X's files by relative path, absolute path or glob", async () => {
@@ -90,7 +90,7 @@ describe.skipIf(Boolean(skip))('bubblewrap isolation', () => {
     expect(found.x_variable).toBe(false);
     expect(attempts['list parent']!).not.toMatch(/1700000000/);
     for (const name of ['read relative', 'read absolute', 'write absolute', 'x state', 'history']) {
-      expect(['FileNotFoundError', 'PermissionError'].includes(attempts[name]!), `${name}: ${attempts[name]}`).toBeTruthy();
+      expect(['FileNotFoundError', 'PermissionError'], `${name}: ${attempts[name]}`).toContain(attempts[name]);
     }
     expect(attempts.glob).toBe('[]');
     expect(attempts.walk).toBe('[]');
@@ -159,7 +159,7 @@ describe.skipIf(Boolean(skip))('bubblewrap isolation', () => {
     ]);
     expect(bomb.limit).toBe('processes');
     expect(bomb.error!.value).toMatch(/SANDBOX_MAX_PROCESSES=32/);
-    expect(other.error, other.error?.traceback).toBe(null);
+    expect(other.error, other.error?.traceback).toBeNull();
     expect(other.stdout).toBe('still serving state of X\n');
     for (let attempt = 0; attempt < 40 && sleepers(marker) > 0; attempt += 1) await new Promise((done) => setTimeout(done, 50));
     expect(sleepers(marker), 'the bomb processes die with the step').toBe(0);

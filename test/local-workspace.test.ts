@@ -24,7 +24,7 @@ test('LocalWorkspace never follows a symlink out of the workspace', async () => 
   await expect(workspace.read('etc-dir/passwd')).rejects.toThrow(UnsafePathError);
   await expect(workspace.write('etc-dir/evil', 'x')).rejects.toThrow(UnsafePathError);
   await expect(workspace.write('link.txt', 'overwrite')).rejects.toThrow(UnsafePathError);
-  expect(await workspace.stat('link.txt')).toBe(undefined);
+  expect(await workspace.stat('link.txt')).toBeUndefined();
 });
 
 test('LocalWorkspace keeps history outside the workspace folder', async () => {

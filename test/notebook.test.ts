@@ -110,7 +110,7 @@ test('a realistic history becomes the right cells, in order, with their outputs'
   expect(figure.output_type).toBe('display_data');
   expect(Buffer.from(figure.data['image/png'], 'base64')).toStrictEqual(PNG);
   expect(missing.output_type).toBe('display_data');
-  expect(missing.data['image/png']).toBe(undefined);
+  expect(missing.data['image/png']).toBeUndefined();
   expect(missing.data['text/plain']).toMatch(/figure_gone\.png is no longer in the workspace/);
   expect(rest).toStrictEqual([]);
 

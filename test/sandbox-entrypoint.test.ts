@@ -42,7 +42,9 @@ describe('sandbox image', () => {
       expect(status).toBe(200);
       expect(body.access_token).toBe('ya29.downscoped');
       expect(body.token_type).toBe('Bearer');
-      expect(typeof body.expires_in === 'number' && body.expires_in > 500 && body.expires_in <= 600).toBeTruthy();
+      expect(body.expires_in).toBeTypeOf('number');
+      expect(body.expires_in).toBeGreaterThan(500);
+      expect(body.expires_in).toBeLessThanOrEqual(600);
       expect(Date.parse(String(body.expiry))).toBe(expiresAt * 1000);
     } finally {
       broker.kill();

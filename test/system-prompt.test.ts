@@ -14,10 +14,10 @@ test('requirements are parsed without versions, extras or comments', () => {
 test('the system prompt names every preinstalled library and the working directory', () => {
   const libraries = preinstalledLibraries();
   for (const name of ['pandas', 'matplotlib', 'scikit-learn', 'yfinance', 'PyMuPDF', 'weasyprint', 'easyocr']) {
-    expect(libraries.includes(name), `${name} is in sandbox-image/requirements.txt`).toBeTruthy();
+    expect(libraries, 'sandbox-image/requirements.txt').toContain(name);
   }
   const prompt = buildSystemPrompt({ libraries, maxSteps: 7, stepTimeoutSec: 30, network: false });
-  for (const name of libraries) expect(prompt.includes(name), `${name} is in the prompt`).toBeTruthy();
+  for (const name of libraries) expect(prompt, `${name} is in the prompt`).toContain(name);
   expect(prompt).toMatch(/working directory is this thread's workspace/);
   expect(prompt).toMatch(/at most 7 steps/);
   expect(prompt).toMatch(/no network access/);

@@ -39,7 +39,7 @@ describe('previewUploads', () => {
     await workspace.write('notes.txt', 'not a table');
     await workspace.write('broken.xlsx', 'this is not a workbook');
     const before = await run(workspace, 'kept = 41');
-    expect(before.error).toBe(null);
+    expect(before.error).toBeNull();
     const filesBefore = (await workspace.list()).map((entry) => entry.path);
 
     const text = await previewUploads({
@@ -57,7 +57,7 @@ describe('previewUploads', () => {
     expect(text).not.toMatch(/notes\.txt/);
 
     const after = await run(workspace, "print(kept + 1, sorted(name for name in globals() if not name.startswith('__')))");
-    expect(after.error).toBe(null);
+    expect(after.error).toBeNull();
     expect(after.stdout.trim(), 'the preview left no names in the thread').toBe("42 ['kept']");
     expect((await workspace.list()).map((entry) => entry.path), 'the preview created no files').toStrictEqual(filesBefore);
   });

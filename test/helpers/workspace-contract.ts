@@ -14,12 +14,12 @@ export function workspaceContract(name: string, makeStore: () => Promise<Workspa
     await workspace.write('charts/plot.png', Buffer.from([0x89, 0x50, 0x4e, 0x47]));
     await workspace.write('.oi/state.pkl', 'internal');
     expect((await workspace.list()).map((entry) => entry.path)).toStrictEqual(['charts/plot.png', 'data.csv']);
-    expect((await workspace.list({ includeInternal: true })).some((entry) => entry.path === '.oi/state.pkl')).toBeTruthy();
+    expect((await workspace.list({ includeInternal: true })).map((entry) => entry.path)).toContain('.oi/state.pkl');
     expect((await workspace.stat('data.csv'))?.size).toBe(8);
-    expect(await workspace.stat('missing.csv')).toBe(undefined);
+    expect(await workspace.stat('missing.csv')).toBeUndefined();
     expect(await readAll(await workspace.read('data.csv'))).toBe('a,b\n1,2\n');
     await workspace.delete('data.csv');
-    expect(await workspace.stat('data.csv')).toBe(undefined);
+    expect(await workspace.stat('data.csv')).toBeUndefined();
   });
 
   test(`${name}: a streamed write that fails leaves nothing behind`, async () => {
@@ -31,9 +31,9 @@ export function workspaceContract(name: string, makeStore: () => Promise<Workspa
       },
     });
     await expect(workspace.write('broken.bin', failing)).rejects.toThrow(/connection reset/);
-    expect(await workspace.stat('broken.bin')).toBe(undefined);
-    expect((await workspace.list({ includeInternal: true })).filter((entry) => !entry.path.startsWith('.oi/'))).toStrictEqual((await workspace.list()));
-    expect(!(await workspace.list()).some((entry) => entry.path.includes('broken'))).toBeTruthy();
+    expect(await workspace.stat('broken.bin')).toBeUndefined();
+    expect((await workspace.list({ includeInternal: true })).filter((entry) => !entry.path.startsWith('.oi/'))).toStrictEqual(await workspace.list());
+    expect((await workspace.list()).filter((entry) => entry.path.includes('broken'))).toStrictEqual([]);
   });
 
   test(`${name}: a write whose source fails at once leaves nothing behind, even later`, async () => {
@@ -71,7 +71,7 @@ export function workspaceContract(name: string, makeStore: () => Promise<Workspa
 
   test(`${name}: state is versioned and a stale writer gets a conflict`, async () => {
     const workspace = (await makeStore()).open(threadX);
-    expect(await workspace.readState('messages')).toBe(undefined);
+    expect(await workspace.readState('messages')).toBeUndefined();
     const first = await workspace.writeState('messages', [{ role: 'user', content: 'hi' }], null);
     await expect(workspace.writeState('messages', [], null)).rejects.toThrow(StateConflictError);
     const second = await workspace.writeState('messages', [{ role: 'user', content: 'again' }], first);
@@ -81,7 +81,7 @@ export function workspaceContract(name: string, makeStore: () => Promise<Workspa
     expect(state?.value[0]?.content).toBe('again');
     expect(state?.version).toBe(second);
     // State is not a workspace file: the code never sees it.
-    expect(!(await workspace.list({ includeInternal: true })).some((entry) => entry.path.includes('messages'))).toBeTruthy();
+    expect((await workspace.list({ includeInternal: true })).filter((entry) => entry.path.includes('messages'))).toStrictEqual([]);
   });
 
   test(`${name}: retention removes only old threads`, async () => {
@@ -91,9 +91,9 @@ export function workspaceContract(name: string, makeStore: () => Promise<Workspa
     const { removedThreads: none } = await store.removeOlderThan(Date.now() - 60_000);
     expect(none).toStrictEqual([]);
     const { removedThreads } = await store.removeOlderThan(Date.now() + 60_000);
-    expect(removedThreads.includes('T1/C1/1700000000.000100')).toBeTruthy();
+    expect(removedThreads).toContain('T1/C1/1700000000.000100');
     expect(await store.open(threadX).list()).toStrictEqual([]);
-    expect(await store.open(threadX).readState('messages')).toBe(undefined);
+    expect(await store.open(threadX).readState('messages')).toBeUndefined();
   });
 }
 
