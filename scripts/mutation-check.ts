@@ -1,0 +1,257 @@
+/**
+ * Mutation check: breaks the bot on purpose, one way at a time, and checks that a test notices.
+ *
+ *   npm run mutation-check                    # every mutation
+ *   npm run mutation-check -- --only bot-id-filter,message-dedup
+ *   npm run mutation-check -- --list          # the table, nothing run
+ *   npm run mutation-check -- --keep          # keep the temporary copy (its path is printed)
+ *
+ * The working tree is never touched: the repository's files (tracked and untracked, not ignored, as they are
+ * now) are copied into a temporary folder with node_modules linked in; each mutation edits that copy, runs
+ * only the tests named for it, and is undone before the next. First the same tests run unmutated: they must
+ * pass, or a failure would prove nothing. Exit status 0 when every mutation is caught.
+ *
+ * MUTATIONS is the one place to update when code moves: each mutation is a file and an exact text that must
+ * occur in it exactly once (a mutation whose text is gone is reported as `stale`, never as caught).
+ */
+import { spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+interface Mutation {
+  id: string;
+  /** What the break does, in a few words. */
+  what: string;
+  /** The file to edit, relative to the repository root. */
+  file: string;
+  search: string;
+  replace: string;
+  /** Test files to run, and a test-name pattern (vitest -t) selecting the tests that should catch it. */
+  tests: string[];
+  name: string;
+}
+
+const MUTATIONS: Mutation[] = [
+  {
+    id: 'global-turn-queue',
+    what: 'all threads share one turn queue',
+    file: 'controller/bot.ts',
+    search: 'const thread = threadPath(mention.key);',
+    replace: "const thread = threadPath(mention.key) && 'every-thread';",
+    tests: ['test/e2e-experience.test.ts'],
+    name: 'turns of different threads run at the same time',
+  },
+  {
+    id: 'event-id-dedup',
+    what: 'event_id de-duplication removed',
+    file: 'controller/slack/app.ts',
+    search: 'if (body.event_id !== undefined && !recent.firstTime(`event:${body.event_id}`)) return undefined;',
+    replace: '',
+    tests: ['test/e2e-local.test.ts'],
+    name: 'a redelivered event_id starts nothing',
+  },
+  {
+    id: 'message-dedup',
+    what: 'channel+ts de-duplication removed',
+    file: 'controller/slack/app.ts',
+    search: 'if (!recent.firstTime(`message:${event.channel}:${event.ts}`)) return undefined;',
+    replace: '',
+    tests: ['test/e2e-local.test.ts'],
+    name: 'delivered as app_mention and as message',
+  },
+  {
+    id: 'stop-model-request',
+    what: 'Stop no longer aborts a model request in flight',
+    file: 'controller/agent/agent-loop.ts',
+    search: '{ signal: requestSignal.signal },',
+    replace: '{},',
+    tests: ['test/e2e-experience.test.ts'],
+    name: 'Stop while the model is still thinking',
+  },
+  {
+    id: 'bot-id-filter',
+    what: 'messages with a bot_id are no longer ignored',
+    file: 'controller/slack/app.ts',
+    search: 'if (event.bot_id !== undefined || event.user === undefined',
+    replace: 'if (event.user === undefined',
+    tests: ['test/e2e-local.test.ts'],
+    name: 'messages from bots',
+  },
+  {
+    id: 'runner-step-alarm',
+    what: "the runner never arms its own step alarm (the controller's kill comes later)",
+    file: 'sandbox-image/runner.py',
+    search: 'signal.setitimer(signal.ITIMER_REAL, float(timeout_sec))',
+    replace: 'pass  # mutation: the step alarm is never armed',
+    tests: ['test/runner.test.ts', 'test/local-sandbox.test.ts'],
+    name: 'own alarm|runner stops a step at its timeout itself',
+  },
+  {
+    id: 'replies-not-inclusive',
+    what: 'conversations.replies called without inclusive',
+    file: 'controller/slack/files-in.ts',
+    search: 'inclusive: true,',
+    replace: '',
+    tests: ['test/files-in.test.ts'],
+    name: 'files missing from the event',
+  },
+  {
+    id: 'replies-oldest-thread',
+    what: 'conversations.replies window starts at the thread, not the message',
+    file: 'controller/slack/files-in.ts',
+    search: 'oldest: options.messageTs,',
+    replace: 'oldest: options.threadTs,',
+    tests: ['test/files-in.test.ts'],
+    name: 'files missing from the event',
+  },
+  {
+    id: 'replies-latest-thread',
+    what: 'conversations.replies window ends at the thread, not the message',
+    file: 'controller/slack/files-in.ts',
+    search: 'latest: options.messageTs,',
+    replace: 'latest: options.threadTs,',
+    tests: ['test/files-in.test.ts'],
+    name: 'files missing from the event',
+  },
+];
+
+type Outcome = 'caught' | 'MISSED' | 'stale' | 'error';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+function main(): void {
+  const args = process.argv.slice(2);
+  const only = optionValue(args, '--only')?.split(',');
+  const selected = only === undefined ? MUTATIONS : MUTATIONS.filter((mutation) => only.includes(mutation.id));
+  if (args.includes('--list')) {
+    for (const mutation of MUTATIONS) console.log(`${mutation.id.padEnd(24)} ${mutation.file.padEnd(32)} ${mutation.what}`);
+    return;
+  }
+  if (selected.length === 0) throw new Error(`no mutation named ${only?.join(',') ?? ''}; see --list`);
+  const copy = copyRepository();
+  console.log(`copy of the repository: ${copy}`);
+  try {
+    const baseline = runTests(copy, selected.flatMap((mutation) => mutation.tests), selected.map((mutation) => mutation.name));
+    if (baseline.failed > 0 || baseline.passed === 0) {
+      console.log(`baseline: ${baseline.passed} passed, ${baseline.failed} failed: the selected tests must pass unmutated.\n${baseline.output}`);
+      process.exitCode = 2;
+      return;
+    }
+    console.log(`baseline: the ${baseline.passed} selected tests pass unmutated (${seconds(baseline.ms)})\n`);
+    const rows = selected.map((mutation) => checkMutation(copy, mutation));
+    printTable(rows);
+    if (rows.some((row) => row.outcome !== 'caught')) process.exitCode = 1;
+  } finally {
+    if (args.includes('--keep')) console.log(`kept ${copy}`);
+    else rmSync(copy, { recursive: true, force: true });
+  }
+}
+
+/** `--name value` or `--name=value`. */
+function optionValue(args: string[], name: string): string | undefined {
+  const inline = args.find((arg) => arg.startsWith(`${name}=`));
+  if (inline !== undefined) return inline.slice(name.length + 1);
+  const index = args.indexOf(name);
+  return index === -1 ? undefined : args[index + 1];
+}
+
+/** The repository as it is now (tracked and untracked files, not ignored ones), with node_modules linked. */
+function copyRepository(): string {
+  const copy = mkdtempSync(join(tmpdir(), 'mutation-check-'));
+  const listed = spawnSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' });
+  if (listed.status !== 0) throw new Error(`git ls-files failed: ${listed.stderr}`);
+  for (const file of new Set(listed.stdout.split('\0').filter((name) => name !== ''))) {
+    const source = join(ROOT, file);
+    let mode: number;
+    try {
+      mode = statSync(source).mode;
+    } catch {
+      continue; // deleted in the working tree
+    }
+    mkdirSync(dirname(join(copy, file)), { recursive: true });
+    copyFileSync(source, join(copy, file));
+    chmodSync(join(copy, file), mode & 0o777);
+  }
+  symlinkSync(join(ROOT, 'node_modules'), join(copy, 'node_modules'), 'dir');
+  return copy;
+}
+
+interface Row {
+  mutation: Mutation;
+  outcome: Outcome;
+  detail: string;
+  ms: number;
+}
+
+function checkMutation(copy: string, mutation: Mutation): Row {
+  const path = join(copy, mutation.file);
+  let original: string;
+  try {
+    original = readFileSync(path, 'utf8');
+  } catch {
+    return { mutation, outcome: 'stale', detail: `${mutation.file} does not exist`, ms: 0 };
+  }
+  const occurrences = original.split(mutation.search).length - 1;
+  if (occurrences !== 1) return { mutation, outcome: 'stale', detail: `the text occurs ${occurrences} times in ${mutation.file}`, ms: 0 };
+  writeFileSync(path, original.replace(mutation.search, mutation.replace));
+  try {
+    process.stdout.write(`${mutation.id}: ${mutation.what} … `);
+    const run = runTests(copy, mutation.tests, [mutation.name]);
+    const outcome: Outcome = run.failed > 0 ? 'caught' : run.passed > 0 ? 'MISSED' : 'error';
+    const detail = outcome === 'caught' ? run.failedNames.join('; ') : outcome === 'MISSED' ? `${run.passed} tests passed` : run.output.slice(-2000);
+    console.log(outcome);
+    return { mutation, outcome, detail, ms: run.ms };
+  } finally {
+    writeFileSync(path, original);
+  }
+}
+
+interface TestRun {
+  passed: number;
+  failed: number;
+  failedNames: string[];
+  output: string;
+  ms: number;
+}
+
+/** Runs vitest once in the copy on these files, only the tests whose names match one of the patterns. */
+function runTests(copy: string, files: string[], namePatterns: string[]): TestRun {
+  const report = join(copy, '.mutation-report.json');
+  rmSync(report, { force: true });
+  const started = Date.now();
+  const run = spawnSync(
+    process.execPath,
+    ['node_modules/vitest/vitest.mjs', 'run', ...new Set(files), '-t', namePatterns.join('|'), '--reporter=json', `--outputFile=${report}`],
+    { cwd: copy, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, env: { ...process.env, CI: '1' } },
+  );
+  const ms = Date.now() - started;
+  const output = `${run.stdout ?? ''}${run.stderr ?? ''}`;
+  try {
+    const results = JSON.parse(readFileSync(report, 'utf8')) as {
+      numPassedTests: number;
+      numFailedTests: number;
+      testResults: Array<{ assertionResults: Array<{ status: string; fullName: string }> }>;
+    };
+    const failedNames = results.testResults.flatMap((file) => file.assertionResults.filter((test) => test.status === 'failed').map((test) => test.fullName));
+    return { passed: results.numPassedTests, failed: results.numFailedTests, failedNames, output, ms };
+  } catch {
+    return { passed: 0, failed: 0, failedNames: [], output, ms };
+  }
+}
+
+function printTable(rows: Row[]): void {
+  console.log('\nmutation                  result   time    caught by');
+  for (const row of rows) {
+    console.log(`${row.mutation.id.padEnd(25)} ${row.outcome.padEnd(8)} ${seconds(row.ms).padStart(6)}  ${row.detail}`);
+  }
+  const caught = rows.filter((row) => row.outcome === 'caught').length;
+  console.log(`\n${caught} of ${rows.length} mutations caught`);
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(0)} s`;
+}
+
+main();
