@@ -110,9 +110,9 @@ describe('ingestSlackFiles', () => {
     const files = [slack.addFile({ name: 'sales.csv', content: 'new A\n' }), slack.addFile({ name: 'sales.csv', content: 'new B\n' })];
     const result = await ingest(workspace, threadTs, files);
     expect(result.saved.map((upload) => [upload.path, upload.renamed])).toStrictEqual([
-        ['sales (2).csv', true],
-        ['sales (3).csv', true],
-      ]);
+      ['sales (2).csv', true],
+      ['sales (3).csv', true],
+    ]);
     expect(await readFile(join(workspace.root, 'sales.csv'), 'utf8')).toBe('old contents\n');
     expect(await readFile(join(workspace.root, 'sales (1).csv'), 'utf8')).toBe('older contents\n');
     expect(await readFile(join(workspace.root, 'sales (2).csv'), 'utf8')).toBe('new A\n');

@@ -64,10 +64,10 @@ describe('sharing workspace files into the thread', () => {
     expect(result).toStrictEqual({ shared: ['figure-1.png', 'charts/q1.png', 'a.csv'], notShared: 2, failed: [] });
     const uploads = uploadsIn(threadTs);
     expect(uploads.map((upload) => [upload.filename, upload.title, upload.channelId, upload.bytes.toString('latin1')])).toStrictEqual([
-        ['figure-1.png', 'figure-1.png', 'C1', Buffer.concat([PNG, Buffer.from('fig')]).toString('latin1')],
-        ['q1.png', 'charts/q1.png', 'C1', PNG.toString('latin1')],
-        ['a.csv', 'a.csv', 'C1', 'a\n1\n'],
-      ]);
+      ['figure-1.png', 'figure-1.png', 'C1', Buffer.concat([PNG, Buffer.from('fig')]).toString('latin1')],
+      ['q1.png', 'charts/q1.png', 'C1', PNG.toString('latin1')],
+      ['a.csv', 'a.csv', 'C1', 'a\n1\n'],
+    ]);
     expect(uploads.map((upload) => upload.declaredLength), 'announced lengths').toStrictEqual(uploads.map((upload) => upload.bytes.length));
     const notes = notesIn(threadTs);
     expect(notes).toHaveLength(1);
