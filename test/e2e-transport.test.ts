@@ -46,7 +46,6 @@ describe('HTTP routes, Slack rate limits and model retries', () => {
 
   test("Slack's rate limits (429 with Retry-After) are waited out: every call goes through, once", async () => {
     h.slack.rateLimit('chat.postMessage', { every: 2, retryAfterSec: 1 });
-    h.slack.rateLimit('chat.update', { every: 2, retryAfterSec: 1 });
     try {
       const { threadTs } = await h.mention('run: print("through the rate limit")');
       await h.waitForReply(threadTs, /Result: through the rate limit/, 'C1', 60_000);
