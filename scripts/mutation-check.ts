@@ -82,11 +82,11 @@ const MUTATIONS: Mutation[] = [
   {
     id: 'runner-step-alarm',
     what: "the runner never arms its own step alarm (the controller's kill comes later)",
-    file: 'sandbox-image/runner.py',
+    file: 'sandbox-image/runner_limits.py',
     search: 'signal.setitimer(signal.ITIMER_REAL, float(timeout_sec))',
     replace: 'pass  # mutation: the step alarm is never armed',
-    tests: ['test/runner.test.ts', 'test/local-sandbox.test.ts'],
-    name: 'own alarm|runner stops a step at its timeout itself',
+    tests: ['test/runner.test.ts', 'test/local-sandbox.test.ts', 'test/runner-session.test.ts'],
+    name: 'own alarm|runner stops a step at its timeout itself|variables made before it survive',
   },
   {
     id: 'replies-not-inclusive',
