@@ -6,7 +6,7 @@
  */
 import { loadConfig } from '../controller/config.js';
 import { silentLogger } from '../controller/logger.js';
-import { createSlackApp, HealthState } from '../controller/slack/app.js';
+import { createSlackApp, HealthState } from '../controller/slack/slack-app.js';
 
 const config = loadConfig(process.env);
 const slack = createSlackApp(config, silentLogger, new HealthState());

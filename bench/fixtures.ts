@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogLevel, WebClient } from '@slack/web-api';
 import OpenAI from 'openai';
-import { Bot, type Mention } from '../controller/bot.js';
+import { Bot, type Mention } from '../controller/turn/bot.js';
 import { loadConfig, type Config } from '../controller/config.js';
 import { silentLogger } from '../controller/logger.js';
 import { preinstalledLibraries } from '../controller/agent/requirements.js';

@@ -1,6 +1,6 @@
 import PQueue from 'p-queue';
 import { silentLogger } from '../controller/logger.js';
-import { LocalSandbox } from '../controller/sandbox/local-sandbox.js';
+import { LocalSandbox } from '../controller/sandbox/local/local-sandbox.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import { FakeOpenAI } from '../test/fakes/fake-openai.js';
 import { FakeSlack } from '../test/fakes/fake-slack.js';

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { LogLevel, WebClient } from '@slack/web-api';
 import { silentLogger } from '../controller/logger.js';
-import { ingestSlackFiles } from '../controller/slack/files-in.js';
+import { ingestSlackFiles } from '../controller/slack/file-download.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import { FakeSlack, generatedContent, type SlackFile } from '../test/fakes/fake-slack.js';
 

@@ -1,13 +1,13 @@
 import OpenAI from 'openai';
-import { Bot } from './bot.js';
+import { Bot } from './turn/bot.js';
 import { loadConfig, stepLimits, type Config } from './config.js';
 import { ConfigError, describeError } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
 import { preinstalledLibraries } from './agent/requirements.js';
 import { buildSystemPrompt } from './agent/system-prompt.js';
-import { createSlackApp, HealthState, registerHandlers } from './slack/app.js';
+import { createSlackApp, HealthState, registerHandlers } from './slack/slack-app.js';
 import type { Sandbox } from './sandbox/sandbox.js';
-import { LocalSandbox } from './sandbox/local-sandbox.js';
+import { LocalSandbox } from './sandbox/local/local-sandbox.js';
 import { LocalWorkspaceStore } from './workspace/local-workspace.js';
 import type { WorkspaceStore } from './workspace/workspace.js';
 import { HISTORY_STATE } from './agent/history.js';
@@ -103,7 +103,7 @@ async function createBackends(config: Config, logger: Logger): Promise<{ store: 
     return { store, sandbox };
   }
   // Loaded only when used: the local mode never pays for the Google Cloud client libraries.
-  const { createGcpClients } = await import('./gcp-clients.js');
+  const { createGcpClients } = await import('./gcp/gcp-clients.js');
   return createGcpClients(config, logger);
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CredentialAccessBoundary } from 'google-auth-library';
-import { threadAccessBoundary } from '../controller/sandbox/downscoped-token.js';
+import { threadAccessBoundary } from '../controller/sandbox/cloud-run/downscoped-token.js';
 
 /**
  * The Credential Access Boundary for one thread: exact rules, and their meaning checked with a tiny

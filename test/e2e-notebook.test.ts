@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { validateNotebookStructure } from '../controller/notebook.js';
+import { validateNotebookStructure } from '../controller/turn/commands/notebook-format.js';
 import { executeCall, lastUserText } from './fakes/fake-openai.js';
 import { localBackend, startHarness, stopHarness, type Harness } from './helpers/harness.js';
 

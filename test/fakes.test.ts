@@ -9,7 +9,7 @@ import OpenAI from 'openai';
 import { protos } from '@google-cloud/run';
 import { Storage } from '@google-cloud/storage';
 import { loadConfig } from '../controller/config.js';
-import { createGcpClients, EMULATOR_SANDBOX_TOKEN, type GcpClients } from '../controller/gcp-clients.js';
+import { createGcpClients, EMULATOR_SANDBOX_TOKEN, type GcpClients } from '../controller/gcp/gcp-clients.js';
 import { silentLogger } from '../controller/logger.js';
 import { FakeCloudRun } from './fakes/fake-cloud-run.js';
 import { FakeGcs } from './fakes/fake-gcs.js';

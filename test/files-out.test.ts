@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { LogLevel, WebClient } from '@slack/web-api';
 import { silentLogger } from '../controller/logger.js';
-import { runDownloadCommand, shareTurnFiles } from '../controller/slack/files-out.js';
+import { runDownloadCommand, shareTurnFiles } from '../controller/turn/share-turn-files.js';
 import { LocalWorkspaceStore, type LocalWorkspace } from '../controller/workspace/local-workspace.js';
 import { FakeSlack } from './fakes/fake-slack.js';
 

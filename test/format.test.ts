@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { splitForSlack, toSlackMrkdwn, truncateMiddle } from '../controller/slack/format.js';
+import { splitForSlack, toSlackMrkdwn, truncateMiddle } from '../controller/slack/mrkdwn.js';
 
 const zeroWidthSpace = '\u200b';
 const plain = (text: string) => text.replaceAll(zeroWidthSpace, '');

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { assert, afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Storage } from '@google-cloud/storage';
-import { createStorage } from '../controller/gcp-clients.js';
+import { createStorage } from '../controller/gcp/gcp-clients.js';
 import { silentLogger } from '../controller/logger.js';
 import { GcsWorkspaceStore } from '../controller/workspace/gcs-workspace.js';
 import { FileNotFoundError, StateConflictError, UnsafePathError } from '../controller/workspace/workspace.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { silentLogger } from '../controller/logger.js';
-import { LocalSandbox } from '../controller/sandbox/local-sandbox.js';
+import { LocalSandbox } from '../controller/sandbox/local/local-sandbox.js';
 import type { ResourceLimits, StepResult } from '../controller/sandbox/sandbox.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import type { Workspace } from '../controller/workspace/workspace.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { createLogger, silentLogger } from '../controller/logger.js';
-import { LocalSandbox } from '../controller/sandbox/local-sandbox.js';
+import { LocalSandbox } from '../controller/sandbox/local/local-sandbox.js';
 import { SandboxError, type ResourceLimits } from '../controller/sandbox/sandbox.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import type { Workspace } from '../controller/workspace/workspace.js';

@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Storage } from '@google-cloud/storage';
 import { appendHistory, loadHistory } from '../controller/agent/history.js';
 import { silentLogger } from '../controller/logger.js';
-import { parseRetentionArguments, retentionDays, RetentionUsageError } from '../controller/retention.js';
+import { parseRetentionArguments, retentionDays, RetentionUsageError } from '../controller/retention/retention.js';
 import { GcsWorkspaceStore } from '../controller/workspace/gcs-workspace.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import type { WorkspaceStore } from '../controller/workspace/workspace.js';
@@ -31,7 +31,7 @@ interface CliResult {
 /** Runs the CLI asynchronously (a fake server in this process must keep answering meanwhile). */
 function runCli(args: string[], env: Record<string, string>): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'controller/retention-cli.ts', ...args], {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'controller/retention/retention-cli.ts', ...args], {
       cwd: ROOT,
       // Only what a process needs to run: in particular no SLACK_* and no OPENAI_* variable.
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createLogger, silentLogger } from '../controller/logger.js';
-import { LocalSandbox } from '../controller/sandbox/local-sandbox.js';
-import { previewUploads } from '../controller/slack/upload-preview.js';
+import { LocalSandbox } from '../controller/sandbox/local/local-sandbox.js';
+import { previewUploads } from '../controller/turn/upload-preview.js';
 import { LocalWorkspaceStore, type LocalWorkspace } from '../controller/workspace/local-workspace.js';
 
 describe('previewUploads', () => {

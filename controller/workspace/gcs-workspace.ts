@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Bucket, File, FileMetadata, Storage } from '@google-cloud/storage';
 import type { Logger } from '../logger.js';
-import { threadPath, type ThreadKey } from '../threads/thread-key.js';
+import { threadPath, type ThreadKey } from './thread-key.js';
 import {
   FileNotFoundError,
   isInternalPath,

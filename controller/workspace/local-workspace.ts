@@ -5,7 +5,7 @@ import { lstat, mkdir, open, readdir, readFile, realpath, rename, rm, stat, unli
 import { dirname, join, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { parseThreadPath, threadPath, type ThreadKey } from '../threads/thread-key.js';
+import { parseThreadPath, threadPath, type ThreadKey } from './thread-key.js';
 import {
   FileNotFoundError,
   INTERNAL_DIR,

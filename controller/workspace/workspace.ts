@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
-import type { ThreadKey } from '../threads/thread-key.js';
+import type { ThreadKey } from './thread-key.js';
 
 /**
  * The Workspace seam (DESIGN.md): one thread's files (what its code sees as /workspace) plus the

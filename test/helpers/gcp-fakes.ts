@@ -1,5 +1,5 @@
 import { Storage } from '@google-cloud/storage';
-import { EMULATOR_SANDBOX_TOKEN } from '../../controller/gcp-clients.js';
+import { EMULATOR_SANDBOX_TOKEN } from '../../controller/gcp/gcp-clients.js';
 import { silentLogger } from '../../controller/logger.js';
 import { GcsWorkspaceStore } from '../../controller/workspace/gcs-workspace.js';
 import { FakeCloudRun } from '../fakes/fake-cloud-run.js';

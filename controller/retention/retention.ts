@@ -1,5 +1,5 @@
-import { AppError } from './errors.js';
-import type { WorkspaceStore } from './workspace/workspace.js';
+import { AppError } from '../errors.js';
+import type { WorkspaceStore } from '../workspace/workspace.js';
 
 /**
  * Retention (issue 7): remove the workspaces and histories of threads that have not changed for N

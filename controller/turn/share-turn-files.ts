@@ -3,7 +3,7 @@ import type { WebClient } from '@slack/web-api';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { isInternalPath, safeRelativePath, type FileEntry, type Workspace } from '../workspace/workspace.js';
-import { postWorkspaceFiles, TOO_LARGE_FOR_SLACK, type FileToPost } from './slack-upload.js';
+import { postWorkspaceFiles, TOO_LARGE_FOR_SLACK, type FileToPost } from '../slack/file-upload.js';
 
 /**
  * Files from the workspace back into the thread (issue 3): after each turn the files it created or

@@ -1,5 +1,5 @@
 import { DownscopedClient, type AuthClient, type CredentialAccessBoundary } from 'google-auth-library';
-import { SandboxError } from './sandbox.js';
+import { SandboxError } from '../sandbox.js';
 
 /**
  * Per-step credentials for the Cloud Run sandbox (DESIGN.md, Isolation). The sandbox job's own

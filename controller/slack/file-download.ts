@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { WebClient } from '@slack/web-api';
-import type { SlackFileRef } from '../bot.js';
+import type { SlackFileRef } from '../turn/bot.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { UnsafePathError, type Workspace } from '../workspace/workspace.js';

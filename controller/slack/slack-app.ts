@@ -1,13 +1,13 @@
 import type { Server } from 'node:http';
 import { App, ExpressReceiver, LogLevel, type Logger as BoltLogger } from '@slack/bolt';
 import express, { type Request, type Response, type Router } from 'express';
-import type { Bot, Mention, SlackFileRef } from '../bot.js';
-import { stripBotMention } from '../commands.js';
+import type { Bot, Mention, SlackFileRef } from '../turn/bot.js';
+import { stripBotMention } from '../turn/commands/parse-command.js';
 import type { Config } from '../config.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { ThreadKey } from '../threads/thread-key.js';
-import { STOP_ACTION_ID } from './status.js';
+import type { ThreadKey } from '../workspace/thread-key.js';
+import { STOP_ACTION_ID } from './status-message.js';
 
 /**
  * Transport only (Bolt's own rule): turn Slack events into Mentions for the Bot, and Stop clicks

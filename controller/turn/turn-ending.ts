@@ -1,7 +1,7 @@
 import { APIConnectionError, APIError } from 'openai';
-import type { TurnOutcome } from './agent/agent-loop.js';
-import type { Config } from './config.js';
-import { SandboxError } from './sandbox/sandbox.js';
+import type { TurnOutcome } from '../agent/agent-loop.js';
+import type { Config } from '../config.js';
+import { SandboxError } from '../sandbox/sandbox.js';
 
 /**
  * How a turn's ending is told: the status headline, the line in the thread, and the note kept in the

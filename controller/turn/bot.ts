@@ -1,16 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import type { WebClient } from '@slack/web-api';
 import type OpenAI from 'openai';
-import type { Config } from './config.js';
-import type { Logger } from './logger.js';
-import { describeError } from './errors.js';
-import type { Sandbox } from './sandbox/sandbox.js';
-import type { WorkspaceStore } from './workspace/workspace.js';
-import { threadPath, type ThreadKey } from './threads/thread-key.js';
-import { TurnQueue } from './threads/turn-queue.js';
-import { TurnRunner } from './turn-runner.js';
-import { parseCommand } from './commands.js';
-import { postLongText } from './slack/replies.js';
+import type { Config } from '../config.js';
+import type { Logger } from '../logger.js';
+import { describeError } from '../errors.js';
+import type { Sandbox } from '../sandbox/sandbox.js';
+import type { WorkspaceStore } from '../workspace/workspace.js';
+import { threadPath, type ThreadKey } from '../workspace/thread-key.js';
+import { TurnQueue } from './turn-queue.js';
+import { TurnRunner } from './run-turn.js';
+import { parseCommand } from './commands/parse-command.js';
+import { postLongText } from '../slack/long-text.js';
 
 /** A mention (or a thread reply) as the bot sees it, whatever the transport. */
 export interface Mention {

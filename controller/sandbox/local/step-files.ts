@@ -1,8 +1,8 @@
 import { constants } from 'node:fs';
 import { lstat, mkdir, open, realpath, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { INTERNAL_DIR } from '../workspace/workspace.js';
-import type { RunnerResultFile, StepLimitKind, StepRequestFile } from './sandbox.js';
+import { INTERNAL_DIR } from '../../workspace/workspace.js';
+import type { RunnerResultFile, StepLimitKind, StepRequestFile } from '../sandbox.js';
 
 /**
  * The controller's side of the step files in a local workspace (`.oi/steps/<id>/`). The workspace is

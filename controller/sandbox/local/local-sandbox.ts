@@ -4,8 +4,8 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Logger } from '../logger.js';
-import type { Workspace } from '../workspace/workspace.js';
+import type { Logger } from '../../logger.js';
+import type { Workspace } from '../../workspace/workspace.js';
 import { bubblewrapArguments, JAIL_RUNNER_DIR, JAIL_WORKSPACE, probeBubblewrap, type JailMode } from './bubblewrap.js';
 import { resolvePython, type PythonInfo } from './python.js';
 import {
@@ -18,7 +18,7 @@ import {
   type StepLimitKind,
   type StepRequest,
   type StepResult,
-} from './sandbox.js';
+} from '../sandbox.js';
 import { handOverWorkspace, killProcessesOf, sandboxUserFor, type SandboxUser } from './sandbox-user.js';
 import {
   interpretExit,
@@ -54,7 +54,7 @@ const KILL_GRACE_MS = 3_000;
 const STDERR_TAIL_BYTES = 4_000;
 
 function defaultRunnerDir(): string {
-  const candidates = ['../../sandbox-image', '../../../sandbox-image'].map((relative) =>
+  const candidates = ['../../../sandbox-image', '../../../../sandbox-image'].map((relative) =>
     fileURLToPath(new URL(relative, import.meta.url)),
   );
   return candidates.find((dir) => existsSync(join(dir, 'runner.py'))) ?? candidates[0]!;

@@ -1,7 +1,7 @@
-import { loadStorageConfig, type Config } from './config.js';
-import { ConfigError, describeError } from './errors.js';
-import { createStorage } from './gcp-clients.js';
-import { createLogger, type Logger } from './logger.js';
+import { loadStorageConfig, type Config } from '../config.js';
+import { ConfigError, describeError } from '../errors.js';
+import { createStorage } from '../gcp/gcp-clients.js';
+import { createLogger, type Logger } from '../logger.js';
 import {
   RETENTION_USAGE,
   RetentionUsageError,
@@ -10,9 +10,9 @@ import {
   retentionDays,
   runRetention,
 } from './retention.js';
-import { GcsWorkspaceStore } from './workspace/gcs-workspace.js';
-import { LocalWorkspaceStore } from './workspace/local-workspace.js';
-import type { WorkspaceStore } from './workspace/workspace.js';
+import { GcsWorkspaceStore } from '../workspace/gcs-workspace.js';
+import { LocalWorkspaceStore } from '../workspace/local-workspace.js';
+import type { WorkspaceStore } from '../workspace/workspace.js';
 
 /**
  * `npm run retention -- [--days N] [--dry-run]`: a composition root of its own, like main.ts. It

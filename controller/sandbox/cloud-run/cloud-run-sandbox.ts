@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { protos, v2 } from '@google-cloud/run';
-import type { Logger } from '../logger.js';
-import { INTERNAL_DIR, type Workspace } from '../workspace/workspace.js';
+import type { Logger } from '../../logger.js';
+import { INTERNAL_DIR, type Workspace } from '../../workspace/workspace.js';
 import type { TokenMinter } from './downscoped-token.js';
 import {
   DEFAULT_MAX_OUTPUT_BYTES,
@@ -14,7 +14,7 @@ import {
   type StepRequest,
   type StepRequestFile,
   type StepResult,
-} from './sandbox.js';
+} from '../sandbox.js';
 
 /**
  * CloudRunSandbox: one Cloud Run Job execution per step (DESIGN.md, Isolation). The controller

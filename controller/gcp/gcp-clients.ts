@@ -1,12 +1,12 @@
 import { v2 } from '@google-cloud/run';
 import { Storage } from '@google-cloud/storage';
 import { GoogleAuth, Impersonated, PassThroughClient, type AuthClient } from 'google-auth-library';
-import { stepLimits, type Config } from './config.js';
-import { ConfigError } from './errors.js';
-import type { Logger } from './logger.js';
-import { CloudRunSandbox } from './sandbox/cloud-run-sandbox.js';
-import { DownscopedTokenMinter, StaticTokenMinter, type TokenMinter } from './sandbox/downscoped-token.js';
-import { GcsWorkspaceStore } from './workspace/gcs-workspace.js';
+import { stepLimits, type Config } from '../config.js';
+import { ConfigError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { CloudRunSandbox } from '../sandbox/cloud-run/cloud-run-sandbox.js';
+import { DownscopedTokenMinter, StaticTokenMinter, type TokenMinter } from '../sandbox/cloud-run/downscoped-token.js';
+import { GcsWorkspaceStore } from '../workspace/gcs-workspace.js';
 
 /**
  * Builds the Google Cloud clients and backends from Config (called by main.ts, the composition root).

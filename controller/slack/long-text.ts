@@ -1,5 +1,5 @@
 import type { WebClient } from '@slack/web-api';
-import { splitForSlack } from './format.js';
+import { splitForSlack } from './mrkdwn.js';
 
 /** Above this, an answer is attached as a file (with its start in the thread) instead of many messages. */
 export const ATTACH_ABOVE_CHARS = 12_000;

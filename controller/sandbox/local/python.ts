@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { SandboxError } from './sandbox.js';
+import { SandboxError } from '../sandbox.js';
 
 /**
  * Picks the Python interpreter of the local sandbox: SANDBOX_PYTHON when set, else the first of

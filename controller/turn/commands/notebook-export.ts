@@ -1,8 +1,8 @@
 import type { Readable } from 'node:stream';
-import type { HistoryMessage } from './agent/history.js';
-import { parseExecuteArguments } from './agent/execute-tool.js';
+import type { HistoryMessage } from '../../agent/history.js';
+import { parseExecuteArguments } from '../../agent/execute-tool.js';
 import type { Notebook, NotebookCell, NotebookOutput } from './notebook-format.js';
-import type { Workspace } from './workspace/workspace.js';
+import type { Workspace } from '../../workspace/workspace.js';
 
 export { validateNotebookStructure } from './notebook-format.js';
 

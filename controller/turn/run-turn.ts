@@ -1,18 +1,18 @@
-import { runTurn } from './agent/agent-loop.js';
-import { appendHistory, loadHistory, type HistoryMessage } from './agent/history.js';
+import { runTurn } from '../agent/agent-loop.js';
+import { appendHistory, loadHistory, type HistoryMessage } from '../agent/history.js';
 import type { BotDependencies, Mention } from './bot.js';
-import { describeError } from './errors.js';
-import type { Logger } from './logger.js';
-import { buildNotebook } from './notebook.js';
-import { describeUploadsForModel, ingestSlackFiles } from './slack/files-in.js';
-import { runDownloadCommand, shareTurnFiles } from './slack/files-out.js';
-import { toSlackMrkdwn } from './slack/format.js';
-import { postLongText } from './slack/replies.js';
-import { StatusMessage } from './slack/status.js';
-import { formatDuration } from './slack/status-render.js';
-import { previewUploads } from './slack/upload-preview.js';
-import { isInternalPath, type Workspace } from './workspace/workspace.js';
-import { describeOutcome, threadCapReached, type Usage } from './turn-outcome.js';
+import { describeError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { buildNotebook } from './commands/notebook-export.js';
+import { describeUploadsForModel, ingestSlackFiles } from '../slack/file-download.js';
+import { runDownloadCommand, shareTurnFiles } from './share-turn-files.js';
+import { toSlackMrkdwn } from '../slack/mrkdwn.js';
+import { postLongText } from '../slack/long-text.js';
+import { StatusMessage } from '../slack/status-message.js';
+import { formatDuration } from '../slack/status-render.js';
+import { previewUploads } from './upload-preview.js';
+import { isInternalPath, type Workspace } from '../workspace/workspace.js';
+import { describeOutcome, threadCapReached, type Usage } from './turn-ending.js';
 
 /** What a turn has done so far, so the catch-all knows what is left to save. */
 interface TurnProgress {
