@@ -1,6 +1,7 @@
 /**
- * Typed errors with codes (STYLE.md). A failure of the user's code is data (a StepResult);
- * a failure of the infrastructure is one of these.
+ * Typed errors with codes (docs/architecture.md, Errors). A failure of the user's code is data (a
+ * StepResult); a failure of the infrastructure is one of these. `describeError` is the one way any
+ * thrown value becomes text for a log line; `userMessage` is what a Slack user may read.
  */
 export abstract class AppError extends Error {
   abstract readonly code: string;

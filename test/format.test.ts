@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { splitForSlack, toSlackMrkdwn, truncateMiddle } from '../controller/slack/mrkdwn.js';
+import { splitForSlack, toSlackMrkdwn } from '../controller/slack/mrkdwn.js';
+import { truncateMiddle } from '../controller/text.js';
 
 const zeroWidthSpace = '\u200b';
 const plain = (text: string) => text.replaceAll(zeroWidthSpace, '');

@@ -1,6 +1,5 @@
 import type { StepResult } from '../sandbox/sandbox.js';
-import { formatBytes } from '../slack/file-names.js';
-import { truncateMiddle } from '../slack/mrkdwn.js';
+import { formatBytes, truncateMiddle } from '../text.js';
 
 /** What the model reads back from one step: output first, then errors, files and notes. */
 export function formatStepForModel(result: StepResult, maxChars: number): string {

@@ -4,7 +4,8 @@ import type { SlackFileRef } from '../turn/bot.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { UnsafePathError, type Workspace } from '../workspace/workspace.js';
-import { candidateName, formatBytes, sanitizeFileName } from './file-names.js';
+import { formatBytes } from '../text.js';
+import { candidateName, sanitizeFileName } from './file-names.js';
 
 /**
  * Files attached to a mention, into the thread's workspace root (issue 3). Each file is streamed from

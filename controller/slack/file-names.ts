@@ -58,10 +58,3 @@ function limitBytes(name: string, maxBytes: number): string {
   }
   return `${kept.replace(/[\s.]+$/, '') || 'file'}${extension}`;
 }
-
-export function formatBytes(bytes: number): string {
-  if (bytes >= 1024 * 1024 * 1024) return `${(bytes / (1024 * 1024 * 1024)).toFixed(1)} GB`;
-  if (bytes >= 1024 * 1024) return `${Math.round(bytes / (1024 * 1024))} MB`;
-  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KB`;
-  return `${bytes} bytes`;
-}

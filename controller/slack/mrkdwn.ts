@@ -1,8 +1,8 @@
 /**
- * Slack text formatting: Markdown from the model to Slack mrkdwn, long texts split into postable parts, and
- * middle truncation for tool output and status previews.
+ * Slack text formatting: Markdown from the model to Slack mrkdwn, and long texts split into postable parts.
  */
 import { slackifyMarkdown } from 'slackify-markdown';
+import { codePointBoundary } from '../text.js';
 
 const FENCE = '```';
 
@@ -40,31 +40,6 @@ export function splitForSlack(text: string, maxChars = 3500): string[] {
   }
   if (current) parts.push(current);
   return parts.filter((part) => part.trim() !== '');
-}
-
-/** Keeps the head and the tail of `text` within `maxChars`, with a note of how much was cut in the middle. */
-export function truncateMiddle(text: string, maxChars: number): string {
-  if (text.length <= maxChars) return text;
-  let cut = text.length - maxChars;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const available = maxChars - note(cut).length;
-    if (available < 2) return text.slice(0, safeIndex(text, maxChars));
-    cut = text.length - available;
-  }
-  const available = maxChars - note(cut).length;
-  const headEnd = safeIndex(text, Math.ceil(available / 2));
-  const tailStart = safeIndex(text, text.length - (available - headEnd));
-  return text.slice(0, headEnd) + note(tailStart - headEnd) + text.slice(tailStart);
-}
-
-function note(cut: number): string {
-  return `\n… [${cut} characters cut] …\n`;
-}
-
-/** Moves an index off the second half of a surrogate pair. */
-function safeIndex(text: string, index: number): number {
-  const code = text.charCodeAt(index - 1);
-  return index > 0 && index < text.length && code >= 0xd800 && code <= 0xdbff ? index - 1 : index;
 }
 
 interface CodeBlock {
@@ -182,7 +157,7 @@ function hardSplit(line: string, maxChars: number, keepWhitespace: boolean): str
     if (open > 0 && open > cut - 300 && rest.indexOf('>', open) >= cut) cut = open;
     const ampersand = rest.lastIndexOf('&', cut - 1);
     if (ampersand > 0 && ampersand > cut - 8 && !rest.slice(ampersand, cut).includes(';')) cut = ampersand;
-    cut = Math.max(1, safeIndex(rest, cut));
+    cut = Math.max(1, codePointBoundary(rest, cut));
     pieces.push(rest.slice(0, cut));
     rest = keepWhitespace ? rest.slice(cut) : rest.slice(cut).replace(/^ /, '');
   }

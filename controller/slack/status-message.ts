@@ -2,7 +2,8 @@ import type { WebClient } from '@slack/web-api';
 import type { KnownBlock } from '@slack/types';
 import type { Logger } from '../logger.js';
 import type { StepResult } from '../sandbox/sandbox.js';
-import { formatDuration, renderSteps, type StepView } from './status-render.js';
+import { formatDuration } from '../text.js';
+import { renderSteps, type StepView } from './status-render.js';
 
 export const STOP_ACTION_ID = 'stop_turn';
 

@@ -1,4 +1,5 @@
 import type { StepResult } from '../sandbox/sandbox.js';
+import { formatDuration } from '../text.js';
 
 export interface StepView {
   index: number;
@@ -15,12 +16,6 @@ const LINE_CHARS = 120;
 const DETAILED_STEPS = 3;
 /** Slack's section text limit is 3000 characters. */
 const MAX_BODY_CHARS = 2900;
-
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
-}
 
 function clip(line: string): string {
   return line.length > LINE_CHARS ? `${line.slice(0, LINE_CHARS - 1)}…` : line;

@@ -9,7 +9,7 @@ import { runDownloadCommand, shareTurnFiles } from './share-turn-files.js';
 import { toSlackMrkdwn } from '../slack/mrkdwn.js';
 import { postLongText } from '../slack/long-text.js';
 import { StatusMessage } from '../slack/status-message.js';
-import { formatDuration } from '../slack/status-render.js';
+import { formatDuration } from '../text.js';
 import { previewUploads } from './upload-preview.js';
 import { isInternalPath, type Workspace } from '../workspace/workspace.js';
 import { describeOutcome, threadCapReached, type Usage } from './turn-ending.js';
