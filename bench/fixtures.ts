@@ -3,14 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogLevel, WebClient } from '@slack/web-api';
 import OpenAI from 'openai';
-import { Bot, type Mention } from '../controller/turn/bot.js';
 import { loadConfig, type Config } from '../controller/config.js';
+import { createBot } from '../controller/create-bot.js';
 import { silentLogger } from '../controller/logger.js';
-import { preinstalledLibraries } from '../controller/agent/requirements.js';
-import { buildSystemPrompt } from '../controller/agent/system-prompt.js';
-import type { Sandbox, StepRequest, StepResult } from '../controller/sandbox/sandbox.js';
+import type { Sandbox, SandboxSession, StepResult } from '../controller/sandbox/sandbox.js';
+import type { Mention } from '../controller/slack/mention.js';
+import type { Bot } from '../controller/turn/bot.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
-import type { Workspace } from '../controller/workspace/workspace.js';
 import { FakeOpenAI, executeCall, lastUserText, toolResults, type ChatRequest, type Reply } from '../test/fakes/fake-openai.js';
 import { FakeSlack } from '../test/fakes/fake-slack.js';
 import { BOT_TOKEN, OPENAI_KEY, SIGNING_SECRET } from '../test/helpers/bot-process.js';
@@ -18,8 +17,8 @@ import { nextMessageTs } from '../test/helpers/slack-events.js';
 
 /**
  * What the figures share: the instant scripted model, a sandbox that returns at once, and a Bot
- * composed the way controller/main.ts composes it (real WebClient and OpenAI clients pointed at the
- * fakes on 127.0.0.1), minus the Bolt transport.
+ * composed by createBot() as controller/main.ts composes it (real WebClient and OpenAI clients pointed at
+ * the fakes on 127.0.0.1), minus the Bolt transport.
  */
 
 export const BOT_USER = 'UBOT';
@@ -45,7 +44,13 @@ export function stepsModel(request: ChatRequest): Reply {
 export class InstantSandbox implements Sandbox {
   steps = 0;
 
-  async run(_workspace: Workspace, _request: StepRequest): Promise<StepResult> {
+  session(): SandboxSession {
+    return { run: () => this.step(), release: async () => {} };
+  }
+
+  async close(): Promise<void> {}
+
+  private async step(): Promise<StepResult> {
     this.steps += 1;
     return {
       stepId: `instant-${this.steps}`,
@@ -91,7 +96,7 @@ export interface InProcessBot {
   close: () => Promise<void>;
 }
 
-/** A Bot wired like main.ts: env through loadConfig, real clients, a LocalWorkspaceStore in a temp dir. */
+/** A Bot wired by createBot() like main.ts: env through loadConfig, real clients, a LocalWorkspaceStore in a temp dir. */
 export async function startInProcessBot(options: { sandbox: Sandbox; env?: Record<string, string> }): Promise<InProcessBot> {
   const slack = await new FakeSlack({ botToken: BOT_TOKEN, botUserId: BOT_USER, teamId: TEAM }).start();
   const ai = await new FakeOpenAI({ apiKey: OPENAI_KEY }).start();
@@ -112,21 +117,7 @@ export async function startInProcessBot(options: { sandbox: Sandbox; env?: Recor
   const client = new WebClient(config.slack.botToken, { slackApiUrl: config.slack.apiUrl, logLevel: LogLevel.ERROR });
   const openai = new OpenAI({ apiKey: config.openai.apiKey, baseURL: config.openai.baseUrl, maxRetries: 3, timeout: 180_000 });
   const store = new LocalWorkspaceStore(config.storage.backend === 'local' ? config.storage.dataDir : dataDir);
-  const bot = new Bot({
-    config,
-    client,
-    openai,
-    store,
-    sandbox: options.sandbox,
-    logger: silentLogger,
-    statusIntervalMs: config.statusIntervalMs,
-    systemPrompt: buildSystemPrompt({
-      libraries: preinstalledLibraries(),
-      maxSteps: config.limits.maxStepsPerTurn,
-      stepTimeoutSec: config.limits.stepTimeoutSec,
-      network: true,
-    }),
-  });
+  const bot = createBot(config, { slack: client, openai, store, sandbox: options.sandbox, logger: silentLogger });
   return {
     bot,
     config,

@@ -81,7 +81,7 @@ export async function localStepBenchmark(options: LocalStepOptions): Promise<{ r
   const dataDir = await mkdtemp(join(tmpdir(), 'oi-bench-step-'));
   const scratch = await mkdtemp(join(tmpdir(), 'oi-bench-scratch-'));
   try {
-    const python = resolvePython(undefined);
+    const python = resolvePython(undefined, process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin');
     const store = new LocalWorkspaceStore(dataDir);
     const thread = (name: string) => store.open({ team: 'T1', channel: 'C1', threadTs: `1700000000.${name}` });
     const plain = new LocalSandbox({ network: true, isolation: 'off', logger: silentLogger });

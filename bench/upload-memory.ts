@@ -14,6 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { LogLevel, WebClient } from '@slack/web-api';
 import { silentLogger } from '../controller/logger.js';
 import { ingestSlackFiles } from '../controller/slack/file-download.js';
+import { WebSlackThread } from '../controller/slack/slack-thread.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import { FakeSlack, generatedContent, type SlackFile } from '../test/fakes/fake-slack.js';
 
@@ -54,12 +55,10 @@ export async function uploadMemoryBenchmark(options: { fileMb?: number } = {}): 
     };
     const save = async (slackFile: SlackFile, threadTs: string) => {
       const result = await ingestSlackFiles({
-        client,
+        thread: new WebSlackThread(client, 'C1', threadTs, silentLogger),
         botToken,
         workspace: store.open({ team: 'T1', channel: 'C1', threadTs }),
-        channel: 'C1',
         messageTs: threadTs,
-        threadTs,
         files: [slackFile],
         eventMayHaveFiles: false,
         maxUploadBytes: (fileMb + 8) * MB,

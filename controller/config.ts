@@ -41,7 +41,7 @@ const url = z.preprocess(
   z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL such as http://127.0.0.1:4000/api/' }).optional(),
 );
 
-export const envSchema = z.object({
+const envSchema = z.object({
   SLACK_BOT_TOKEN: requiredString('the bot token (xoxb-...) from your Slack app'),
   SLACK_SIGNING_SECRET: optionalString,
   SLACK_APP_TOKEN: optionalString,

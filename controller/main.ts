@@ -1,65 +1,30 @@
 import OpenAI from 'openai';
-import { Bot } from './turn/bot.js';
 import { loadConfig, stepLimits, type Config } from './config.js';
+import { createBot } from './create-bot.js';
 import { ConfigError, describeError } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
-import { preinstalledLibraries } from './agent/requirements.js';
-import { buildSystemPrompt } from './agent/system-prompt.js';
-import { createSlackApp, HealthState, registerHandlers } from './slack/slack-app.js';
 import type { Sandbox } from './sandbox/sandbox.js';
 import { LocalSandbox } from './sandbox/local/local-sandbox.js';
+import { registerListeners } from './slack/listeners.js';
+import { createSlackApp, HealthState } from './slack/slack-app.js';
+import type { Bot } from './turn/bot.js';
 import { LocalWorkspaceStore } from './workspace/local-workspace.js';
 import type { WorkspaceStore } from './workspace/workspace.js';
-import { HISTORY_STATE } from './agent/history.js';
 
 /**
- * The composition root: the only place that reads process.env (through config.ts) and constructs
- * clients. Everything else receives what it needs through its constructor.
+ * The composition root: the only place that reads process.env (through config.ts) and has the clients
+ * constructed (the Slack app, OpenAI, and the storage and sandbox backends). Everything else receives what
+ * it needs through its constructor. docs/architecture.md describes the layers below.
  */
 async function main(): Promise<void> {
-  let config: Config;
-  try {
-    config = loadConfig(process.env);
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`${error.message}\n(see README.md, Configuration)\n`);
-      process.exit(1);
-    }
-    throw error;
-  }
+  const config = configOrExit();
   const logger = createLogger({ level: config.logLevel });
   const { store, sandbox } = await createBackends(config, logger);
-
-  const openai = new OpenAI({
-    apiKey: config.openai.apiKey,
-    baseURL: config.openai.baseUrl,
-    maxRetries: 3,
-    timeout: 180_000,
-  });
+  const openai = new OpenAI({ apiKey: config.openai.apiKey, baseURL: config.openai.baseUrl, maxRetries: 3, timeout: 180_000 });
   const health = new HealthState();
   const slack = createSlackApp(config, logger, health);
-  const { app } = slack;
-  const network = config.sandbox.backend === 'local' ? config.sandbox.network : true;
-  const bot = new Bot({
-    config,
-    client: app.client,
-    openai,
-    store,
-    sandbox,
-    logger,
-    statusIntervalMs: config.statusIntervalMs,
-    systemPrompt: buildSystemPrompt({
-      libraries: preinstalledLibraries(),
-      maxSteps: config.limits.maxStepsPerTurn,
-      stepTimeoutSec: config.limits.stepTimeoutSec,
-      network,
-    }),
-  });
-  registerHandlers(app, bot, {
-    config,
-    logger,
-    isKnownThread: async (key) => (await store.open(key).readState(HISTORY_STATE)) !== undefined,
-  });
+  const bot = createBot(config, { slack: slack.app.client, openai, store, sandbox, logger });
+  registerListeners(slack.app, bot, { replyWithoutMention: config.replyWithoutMention, logger });
 
   await slack.start();
   health.ready = true;
@@ -70,23 +35,21 @@ async function main(): Promise<void> {
     sandbox: config.sandbox.backend,
     model: config.openai.model,
   });
-
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info('shutting down', { signal });
-    health.ready = false;
-    // Let running turns finish for a while (Cloud Run allows 10 s after SIGTERM), then stop them cleanly.
-    const deadline = setTimeout(() => bot.stopAll(), 8_000);
-    await Promise.race([bot.drain(), new Promise((resolve) => setTimeout(resolve, 9_000))]);
-    clearTimeout(deadline);
-    await slack.stop().catch(() => {});
-    await sandbox.close?.();
-    process.exit(0);
-  };
+  const shutdown = shutdownOnce({ bot, health, logger, stop: () => slack.stop(), sandbox });
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+function configOrExit(): Config {
+  try {
+    return loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n(see README.md, Configuration)\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
 }
 
 async function createBackends(config: Config, logger: Logger): Promise<{ store: WorkspaceStore; sandbox: Sandbox }> {
@@ -98,6 +61,7 @@ async function createBackends(config: Config, logger: Logger): Promise<{ store: 
       isolation: config.sandbox.isolation,
       limits: stepLimits(config),
       logger,
+      searchPath: process.env.PATH,
     });
     logger.info(sandbox.describeIsolation());
     return { store, sandbox };
@@ -105,6 +69,23 @@ async function createBackends(config: Config, logger: Logger): Promise<{ store: 
   // Loaded only when used: the local mode never pays for the Google Cloud client libraries.
   const { createGcpClients } = await import('./gcp/gcp-clients.js');
   return createGcpClients(config, logger);
+}
+
+/** SIGTERM/SIGINT: let running turns finish for a while (Cloud Run allows 10 s after SIGTERM), then stop them cleanly. */
+function shutdownOnce(parts: { bot: Bot; health: HealthState; logger: Logger; stop: () => Promise<void>; sandbox: Sandbox }) {
+  let stopping = false;
+  return async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    parts.logger.info('shutting down', { signal });
+    parts.health.ready = false;
+    const deadline = setTimeout(() => parts.bot.stopAll(), 8_000);
+    await Promise.race([parts.bot.drain(), new Promise((resolve) => setTimeout(resolve, 9_000))]);
+    clearTimeout(deadline);
+    await parts.stop().catch(() => {});
+    await parts.sandbox.close();
+    process.exit(0);
+  };
 }
 
 main().catch((error: unknown) => {

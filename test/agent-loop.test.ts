@@ -1,25 +1,25 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import OpenAI from 'openai';
-import { runTurn, type TurnInput, type TurnLimits } from '../controller/agent/agent-loop.js';
+import { runAgentLoop as runTurn, type AgentLoopInput as TurnInput } from '../controller/agent/agent-loop.js';
+import { OpenAIChatModel } from '../controller/agent/chat-model.js';
+import type { TurnLimits } from '../controller/agent/stop-conditions.js';
 import { toModelMessages, estimateTokens, type HistoryMessage } from '../controller/agent/history.js';
 import { parseExecuteArguments, stepTitle } from '../controller/agent/execute-tool.js';
-import { silentLogger } from '../controller/logger.js';
-import { SandboxError, type Sandbox, type StepRequest, type StepResult } from '../controller/sandbox/sandbox.js';
-import type { Workspace } from '../controller/workspace/workspace.js';
+import { SandboxError, type SandboxSession, type StepRequest, type StepResult } from '../controller/sandbox/sandbox.js';
 import { FakeOpenAI, executeCall } from './fakes/fake-openai.js';
 
-/** A Sandbox that records requests and answers from a function (the seam, not a module mock). */
-class RecordingSandbox implements Sandbox {
+/** A sandbox session that records requests and answers from a function (the seam, not a module mock). */
+class RecordingSandbox implements SandboxSession {
   readonly requests: StepRequest[] = [];
   constructor(private readonly answer: (request: StepRequest, signal?: AbortSignal) => Promise<Partial<StepResult>> | Partial<StepResult>) {}
-  async run(_workspace: Workspace, request: StepRequest, options: { signal?: AbortSignal } = {}): Promise<StepResult> {
+  async release(): Promise<void> {}
+  async run(request: StepRequest, options: { signal?: AbortSignal } = {}): Promise<StepResult> {
     this.requests.push(request);
     const partial = await this.answer(request, options.signal);
     return { stepId: `s${this.requests.length}`, exitCode: 0, stdout: '', stderr: '', outputTruncated: false, error: null, durationMs: 5, figures: [], files: [], unsaved: [], notes: [], ...partial };
   }
 }
 
-const workspace = { key: { team: 'T', channel: 'C', threadTs: '1.1' } } as unknown as Workspace;
 const limits: TurnLimits = { maxSteps: 3, stepTimeoutSec: 10, contextTokenBudget: 100_000, toolOutputChars: 2000 };
 
 describe('agent loop', () => {
@@ -31,16 +31,13 @@ describe('agent loop', () => {
   });
   afterAll(async () => ai.close());
 
-  const input = (sandbox: Sandbox, overrides: Partial<TurnInput> = {}): TurnInput => ({
-    openai,
-    model: 'test-model',
-    sandbox,
-    workspace,
+  const input = (sandbox: SandboxSession, overrides: Partial<TurnInput> = {}): TurnInput => ({
+    model: new OpenAIChatModel(openai, 'test-model'),
+    session: sandbox,
     systemPrompt: 'system prompt',
     history: [],
     userMessage: { role: 'user', content: 'question' },
     limits,
-    logger: silentLogger,
     ...overrides,
   });
 

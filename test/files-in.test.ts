@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { LogLevel, WebClient } from '@slack/web-api';
-import type { SlackFileRef } from '../controller/turn/bot.js';
+import type { SlackFileRef } from '../controller/slack/mention.js';
+import { WebSlackThread } from '../controller/slack/slack-thread.js';
 import { silentLogger } from '../controller/logger.js';
 import { describeUploadsForModel, ingestSlackFiles } from '../controller/slack/file-download.js';
 import { candidateName, sanitizeFileName } from '../controller/slack/file-names.js';
@@ -41,12 +42,10 @@ describe('ingestSlackFiles', () => {
 
   function ingest(workspace: LocalWorkspace, threadTs: string, files: SlackFileRef[], extra: Partial<Parameters<typeof ingestSlackFiles>[0]> = {}) {
     return ingestSlackFiles({
-      client,
+      thread: new WebSlackThread(client, 'C1', threadTs, silentLogger),
       botToken,
       workspace,
-      channel: 'C1',
       messageTs: threadTs,
-      threadTs,
       files,
       eventMayHaveFiles: false,
       maxUploadBytes: 10 * MB,

@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { LogLevel, WebClient } from '@slack/web-api';
 import { silentLogger } from '../controller/logger.js';
-import { runDownloadCommand, shareTurnFiles } from '../controller/turn/share-turn-files.js';
+import { WebSlackThread } from '../controller/slack/slack-thread.js';
+import { runDownloadCommand } from '../controller/turn/commands/download.js';
+import { shareTurnFiles } from '../controller/turn/share-turn-files.js';
 import { LocalWorkspaceStore, type LocalWorkspace } from '../controller/workspace/local-workspace.js';
 import { FakeSlack } from './fakes/fake-slack.js';
 
@@ -52,9 +54,7 @@ describe('sharing workspace files into the thread', () => {
     await workspace.write('empty.txt', '');
 
     const result = await shareTurnFiles({
-      client,
-      channel: 'C1',
-      threadTs,
+      thread: new WebSlackThread(client, 'C1', threadTs, silentLogger),
       workspace,
       paths: ['a.csv', 'charts/q1.png', '.oi/state.pkl', 'deleted.csv', 'b.txt', '__pycache__/helper.cpython-311.pyc', 'empty.txt', 'c.txt', '../escape.txt'],
       figures: ['figure-1.png'],
@@ -82,9 +82,7 @@ describe('sharing workspace files into the thread', () => {
     await symlink('/etc/passwd', join(workspace.root, 'passwd-link'));
     await symlink('/etc', join(workspace.root, 'etc-link'));
     const result = await shareTurnFiles({
-      client,
-      channel: 'C1',
-      threadTs,
+      thread: new WebSlackThread(client, 'C1', threadTs, silentLogger),
       workspace,
       paths: ['passwd-link', 'etc-link/passwd', 'real.txt'],
       figures: ['passwd-link'],
@@ -94,7 +92,7 @@ describe('sharing workspace files into the thread', () => {
     expect(result).toStrictEqual({ shared: ['real.txt'], notShared: 0, failed: [] });
     expect(uploadsIn(threadTs).map((upload) => upload.bytes.toString())).toStrictEqual(['real']);
 
-    const download = await runDownloadCommand({ client, channel: 'C1', threadTs, workspace, logger: silentLogger, batchPauseMs: 0 });
+    const download = await runDownloadCommand({ thread: new WebSlackThread(client, 'C1', threadTs, silentLogger), workspace, logger: silentLogger, batchPauseMs: 0 });
     expect(download).toStrictEqual({ shared: ['real.txt'], failed: [] });
     expect(uploadsIn(threadTs).map((upload) => upload.bytes.toString())).not.toContainEqual(expect.stringContaining('root:'));
   });
@@ -103,9 +101,7 @@ describe('sharing workspace files into the thread', () => {
     const { threadTs, workspace } = newThread();
     await workspace.write('.oi/steps/x/result.json', '{}');
     const result = await shareTurnFiles({
-      client,
-      channel: 'C1',
-      threadTs,
+      thread: new WebSlackThread(client, 'C1', threadTs, silentLogger),
       workspace,
       paths: ['.oi/steps/x/result.json'],
       figures: [],
@@ -122,9 +118,7 @@ describe('sharing workspace files into the thread', () => {
     await truncate(join(workspace.root, 'huge.bin'), 1024 * 1024 * 1024 + 1); // sparse: no real disk used
     await workspace.write('small.txt', 'small');
     const result = await shareTurnFiles({
-      client,
-      channel: 'C1',
-      threadTs,
+      thread: new WebSlackThread(client, 'C1', threadTs, silentLogger),
       workspace,
       paths: ['huge.bin', 'small.txt'],
       figures: [],
@@ -153,7 +147,7 @@ describe('sharing workspace files into the thread', () => {
     await mkdir(join(workspace.root, 'empty-folder'));
     slack.rateLimit('files.completeUploadExternal', { every: 3 });
     try {
-      const result = await runDownloadCommand({ client, channel: 'C1', threadTs, workspace, logger: silentLogger, batchPauseMs: 10 });
+      const result = await runDownloadCommand({ thread: new WebSlackThread(client, 'C1', threadTs, silentLogger), workspace, logger: silentLogger, batchPauseMs: 10 });
       expect(result.failed).toStrictEqual([]);
       expect([...result.shared].sort()).toStrictEqual([...expected.keys()].sort());
     } finally {
@@ -173,7 +167,7 @@ describe('sharing workspace files into the thread', () => {
   test('download in an empty workspace says so', async () => {
     const { threadTs, workspace } = newThread();
     await workspace.write('.oi/state.pkl', 'internal only');
-    const result = await runDownloadCommand({ client, channel: 'C1', threadTs, workspace, logger: silentLogger });
+    const result = await runDownloadCommand({ thread: new WebSlackThread(client, 'C1', threadTs, silentLogger), workspace, logger: silentLogger });
     expect(result).toStrictEqual({ shared: [], failed: [] });
     expect(uploadsIn(threadTs)).toStrictEqual([]);
     expect(notesIn(threadTs)).toStrictEqual(['There are no files in this thread yet. Attach files to a mention, or ask me to create some.']);

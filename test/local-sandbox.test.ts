@@ -201,7 +201,7 @@ describe('LocalSandbox setup and failures', () => {
     const savedPath = process.env.PATH;
     process.env.PATH = '/nonexistent'; // bwrap is looked up on PATH
     try {
-      const required = () => new LocalSandbox({ python: '/usr/bin/python3', network: false, isolation: 'required', limits: LIMITS, logger: silentLogger });
+      const required = () => new LocalSandbox({ python: '/usr/bin/python3', network: false, isolation: 'required', limits: LIMITS, logger: silentLogger, searchPath: process.env.PATH });
       const refusal = thrownBy(required);
       expect(refusal).toBeInstanceOf(SandboxError);
       expect((refusal as SandboxError).message).toMatch(/SANDBOX_ISOLATION=required/);
@@ -213,6 +213,7 @@ describe('LocalSandbox setup and failures', () => {
         isolation: 'auto',
         limits: LIMITS,
         logger: createLogger({ write: (line) => lines.push(line) }),
+        searchPath: process.env.PATH,
       });
       const warnings = lines.map((line) => JSON.parse(line) as { severity: string; message: string }).filter((line) => line.severity === 'WARNING');
       expect(warnings.filter((line) => /NOT isolated/.test(line.message))).toHaveLength(1);

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { HistoryMessage } from '../controller/agent/history.js';
-import { buildNotebook, validateNotebookStructure } from '../controller/turn/commands/notebook-export.js';
+import { buildNotebook } from '../controller/turn/commands/notebook-export.js';
+import { validateNotebookStructure } from '../controller/turn/commands/notebook-format.js';
 import type { Workspace } from '../controller/workspace/workspace.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { fileURLToPath } from 'node:url';
-import type { RunnerResultFile, StepRequestFile } from '../controller/sandbox/sandbox.js';
+import type { RunnerResultFile, StepRequestFile } from '../controller/sandbox/runner-protocol.js';
 
 // The real runner.py on real Python, driven through its files exactly as both sandboxes drive it.
 

@@ -43,8 +43,7 @@ describe('previewUploads', () => {
     const filesBefore = (await workspace.list()).map((entry) => entry.path);
 
     const text = await previewUploads({
-      sandbox,
-      workspace,
+      session: sandbox.session(workspace),
       paths: ['sales.csv', 'counts.tsv', 'japan.csv', 'notes.txt', 'broken.xlsx'],
       timeoutSec: 60,
       logger,
@@ -68,7 +67,7 @@ describe('previewUploads', () => {
     const lines = ['id,value,label'];
     for (let index = 0; index < rows; index++) lines.push(`${index},${index * 0.5},"item, ${index}"`);
     await workspace.write('big.csv', lines.join('\n') + '\n');
-    const text = await previewUploads({ sandbox, workspace, paths: ['big.csv'], timeoutSec: 60, logger });
+    const text = await previewUploads({ session: sandbox.session(workspace), paths: ['big.csv'], timeoutSec: 60, logger });
     expect(text).toMatch(/big\.csv: 25000 rows x 3 columns \(types inferred from the first 10000 rows\)/);
     expect(text).toMatch(/columns: id \(int64\), value \(float64\), label \(object\)/);
   });
@@ -76,13 +75,13 @@ describe('previewUploads', () => {
   test('nothing tabular runs no step; a step that cannot run gives an empty preview instead of an error', async () => {
     const workspace = newWorkspace();
     await workspace.write('photo.png', 'png');
-    expect(await previewUploads({ sandbox, workspace, paths: ['photo.png', 'doc.pdf'], timeoutSec: 60, logger: silentLogger })).toBe('');
+    expect(await previewUploads({ session: sandbox.session(workspace), paths: ['photo.png', 'doc.pdf'], timeoutSec: 60, logger: silentLogger })).toBe('');
     expect(await steps(workspace), 'no sandbox step for non-tabular files').toBe(0);
 
     await workspace.write('data.csv', 'a\n1\n');
     const cancelled = new AbortController();
     cancelled.abort();
-    const text = await previewUploads({ sandbox, workspace, paths: ['data.csv'], timeoutSec: 60, logger: silentLogger, signal: cancelled.signal });
+    const text = await previewUploads({ session: sandbox.session(workspace), paths: ['data.csv'], timeoutSec: 60, logger: silentLogger, signal: cancelled.signal });
     expect(text).toBe('');
   });
 });

@@ -1,7 +1,26 @@
+import type { ChatCompletionTool } from 'openai/resources/chat/completions';
+
 /**
- * Arguments of the `execute` tool (Open Interpreter's schema: {"language": "python", "code": "..."}).
- * Shell code is run through Python's subprocess so both go through the same runner.
+ * The model's one tool, `execute` (Open Interpreter's schema: {"language": "python", "code": "..."}), and
+ * its arguments. Shell code is run through Python's subprocess so both go through the same runner.
  */
+
+export const EXECUTE_TOOL: ChatCompletionTool = {
+  type: 'function',
+  function: {
+    name: 'execute',
+    description: "Run code in this thread's sandbox (working directory: the thread's workspace). Returns stdout, errors and files written.",
+    parameters: {
+      type: 'object',
+      properties: {
+        language: { type: 'string', enum: ['python', 'shell'], description: 'python (default) or shell' },
+        code: { type: 'string', description: 'The code to run' },
+      },
+      required: ['language', 'code'],
+    },
+  },
+};
+
 export type ParsedExecute =
   | { language: 'python' | 'shell'; code: string; pythonCode: string }
   | { problem: string };

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 // From controller/agent/ when run with tsx, from dist/controller/agent/ when compiled.
-export const REQUIREMENTS_PATH = ['../../sandbox-image/requirements.txt', '../../../sandbox-image/requirements.txt']
+const REQUIREMENTS_PATH = ['../../sandbox-image/requirements.txt', '../../../sandbox-image/requirements.txt']
   .map((relative) => fileURLToPath(new URL(relative, import.meta.url)))
   .find((path) => existsSync(path)) ?? fileURLToPath(new URL('../../sandbox-image/requirements.txt', import.meta.url));
 

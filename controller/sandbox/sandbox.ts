@@ -2,15 +2,14 @@ import { AppError } from '../errors.js';
 import type { Workspace } from '../workspace/workspace.js';
 
 /**
- * The Sandbox seam (DESIGN.md): run one step of code for one thread, with the thread's workspace as
- * the working directory, and return what happened. LocalSandbox (runner.py in a local process,
- * bubblewrap when available) and CloudRunSandbox (a Cloud Run Job execution) differ only in how they
- * start sandbox-image/runner.py; the request/result files are the same.
+ * The Sandbox seam (docs/architecture.md, Seams): a session per thread that runs steps of code with the
+ * thread's workspace as the working directory and returns what happened. LocalSandbox (runner.py in a local
+ * process, bubblewrap when available) and CloudRunSandbox (a Cloud Run Job execution) differ only in how
+ * they start sandbox-image/runner.py; the request and result they exchange with it are one protocol
+ * (runner-protocol.ts).
  *
- * Protocol: the controller writes `.oi/steps/<id>/request.json` (StepRequestFile) into the workspace,
- * starts `runner.py --workspace <dir> --step <id>`, and reads `.oi/steps/<id>/result.json`
- * (RunnerResultFile). runner.py exits 0 when the user's code raised (that is data), non-zero only
- * when the runner itself failed.
+ * Today every step of a session starts a fresh runner (PerStepSession), which restores the thread's
+ * variables from its checkpoint; a warm session keeps one runner alive instead, behind the same interface.
  */
 
 export interface ResourceLimits {
@@ -26,14 +25,6 @@ export interface StepRequest {
   timeoutSec: number;
 }
 
-/** Contents of `.oi/steps/<id>/request.json`. */
-export interface StepRequestFile extends StepRequest {
-  id: string;
-  limits: ResourceLimits;
-  /** Bytes of stdout and of stderr kept (head and tail). */
-  maxOutputBytes: number;
-}
-
 export interface StepError {
   name: string;
   value: string;
@@ -46,12 +37,15 @@ export interface ChangedFile {
   size: number;
 }
 
-/** Contents of `.oi/steps/<id>/result.json`, written by runner.py (snake_case is not used: mirror these names). */
-export interface RunnerResultFile {
-  id: string;
+export type StepLimitKind = 'timeout' | 'memory' | 'cpu' | 'processes' | 'file_size';
+
+/** What one step did. A failure of the user's code is data: `error` is set and nothing is thrown. */
+export interface StepResult {
+  stepId: string;
+  exitCode: number;
   stdout: string;
   stderr: string;
-  /** True when stdout/stderr were cut to maxOutputBytes (head and tail kept). */
+  /** True when stdout/stderr were cut to the output limit (head and tail kept). */
   outputTruncated: boolean;
   error: StepError | null;
   durationMs: number;
@@ -62,15 +56,6 @@ export interface RunnerResultFile {
   unsaved: string[];
   /** Short notes for the model, e.g. "saved state could not be loaded and was dropped". */
   notes: string[];
-  /** Set by the runner when the user's code was stopped by a limit (the error names it). */
-  limit?: StepLimitKind;
-}
-
-export type StepLimitKind = 'timeout' | 'memory' | 'cpu' | 'processes' | 'file_size';
-
-export interface StepResult extends Omit<RunnerResultFile, 'id'> {
-  stepId: string;
-  exitCode: number;
   /** Set when the step was ended by a limit; `error` then explains it in one sentence naming the limit. */
   limit?: StepLimitKind;
 }
@@ -80,15 +65,23 @@ export interface RunOptions {
   signal?: AbortSignal;
 }
 
-export interface Sandbox {
+/** One thread's use of the sandbox, for one turn. */
+export interface SandboxSession {
   /**
    * Runs one step. A failure of the user's code, a timeout or a resource limit comes back as a
    * StepResult with `error` set. Infrastructure failures (the runner could not start, crashed, or the
    * execution failed) and cancellation throw SandboxError.
    */
-  run(workspace: Workspace, request: StepRequest, options?: RunOptions): Promise<StepResult>;
-  /** Releases resources (background processes, clients). */
-  close?(): Promise<void>;
+  run(request: StepRequest, options?: RunOptions): Promise<StepResult>;
+  /** The turn is done with the session (a warm session may stay alive for the thread's next turn). */
+  release(): Promise<void>;
+}
+
+export interface Sandbox {
+  /** A session for one thread's workspace. Returns at once; a backend may start warming up here. */
+  session(workspace: Workspace): SandboxSession;
+  /** Releases resources (running processes, clients). */
+  close(): Promise<void>;
 }
 
 export type SandboxErrorCode = 'cancelled' | 'start_failed' | 'runner_failed' | 'unsupported_workspace';
@@ -100,8 +93,3 @@ export class SandboxError extends AppError {
     this.code = code;
   }
 }
-
-export const DEFAULT_LIMITS: ResourceLimits = { memoryMb: 2048, cpuSec: 600, maxProcesses: 256, maxFileMb: 1024 };
-
-/** Bytes of stdout and of stderr a step keeps (head and tail), in both sandboxes. */
-export const DEFAULT_MAX_OUTPUT_BYTES = 100_000;

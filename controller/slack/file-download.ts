@@ -1,11 +1,11 @@
 import { Readable } from 'node:stream';
-import type { WebClient } from '@slack/web-api';
-import type { SlackFileRef } from '../turn/bot.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { UnsafePathError, type Workspace } from '../workspace/workspace.js';
 import { formatBytes } from '../text.js';
 import { candidateName, sanitizeFileName } from './file-names.js';
+import type { SlackFileRef } from './mention.js';
+import type { SlackThread } from './slack-thread.js';
 
 /**
  * Files attached to a mention, into the thread's workspace root (issue 3). Each file is streamed from
@@ -28,12 +28,11 @@ export interface IngestResult {
 }
 
 export interface IngestOptions {
-  client: WebClient;
+  /** The thread the message is in. */
+  thread: SlackThread;
   botToken: string;
   workspace: Workspace;
-  channel: string;
   messageTs: string;
-  threadTs: string;
   /** From the event; may be missing even though the message has files. */
   files: SlackFileRef[];
   /** The event hints at files it did not include: re-read the message with conversations.replies. */
@@ -101,7 +100,7 @@ async function ingestOne(options: IngestOptions, file: SlackFileRef, name: strin
   if (url === undefined) {
     throw new DownloadProblem(`Slack gave me no download link for ${name} (the app may be missing the files:read scope).`);
   }
-  if (!mayReceiveToken(url, options.client)) {
+  if (!mayReceiveToken(url, options.thread.apiUrl)) {
     throw new DownloadProblem(`${name} is not stored on Slack, so I did not download it; please attach the file itself.`);
   }
   if (file.size !== undefined && file.size > options.maxUploadBytes) throw tooLarge(name, file.size, options.maxUploadBytes);
@@ -199,7 +198,7 @@ async function* guardedBytes(
  * The bot token goes only to Slack's own hosts (or the host SLACK_API_URL points at: tests, proxies),
  * never to wherever a file object's URL happens to lead.
  */
-function mayReceiveToken(url: string, client: WebClient): boolean {
+function mayReceiveToken(url: string, apiUrl: string): boolean {
   let host: string;
   try {
     host = new URL(url).hostname;
@@ -208,7 +207,7 @@ function mayReceiveToken(url: string, client: WebClient): boolean {
   }
   if (SLACK_HOSTS.some((domain) => host === domain || host.endsWith(`.${domain}`))) return true;
   try {
-    return host === new URL(client.slackApiUrl).hostname;
+    return host === new URL(apiUrl).hostname;
   } catch {
     return false;
   }
@@ -240,16 +239,7 @@ async function resolveFiles(options: IngestOptions, problems: string[]): Promise
   let files = options.files;
   if (options.eventMayHaveFiles && (files.length === 0 || files.some(lacksUrl))) {
     try {
-      const answer = await options.client.conversations.replies({
-        channel: options.channel,
-        ts: options.threadTs,
-        oldest: options.messageTs,
-        latest: options.messageTs,
-        inclusive: true,
-        limit: 10,
-      });
-      const message = answer.messages?.find((candidate) => candidate.ts === options.messageTs);
-      const found = (message?.files ?? []) as SlackFileRef[];
+      const found = await options.thread.messageFiles(options.messageTs);
       if (found.length > 0) files = found;
     } catch (error) {
       options.logger.warn('could not re-read the message for its files', { error: describeError(error) });
@@ -262,8 +252,7 @@ async function resolveFiles(options: IngestOptions, problems: string[]): Promise
     files.map(async (file) => {
       if (!lacksUrl(file) || file.mode === 'tombstone' || file.mode === 'external') return file;
       try {
-        const answer = await options.client.files.info({ file: file.id });
-        return { ...file, ...(answer.file as SlackFileRef | undefined) };
+        return { ...file, ...(await options.thread.fileInfo(file.id)) };
       } catch (error) {
         options.logger.warn('files.info failed', { fileId: file.id, error: describeError(error) });
         return file;

@@ -26,7 +26,7 @@ export function sanitizeFileName(name: string): string {
 }
 
 /** `sales.csv` -> [`sales`, `.csv`]; `data.csv.gz` -> [`data`, `.csv.gz`]; `README` -> [`README`, ``]. */
-export function splitExtension(name: string): [stem: string, extension: string] {
+function splitExtension(name: string): [stem: string, extension: string] {
   const last = /\.[A-Za-z0-9]{1,10}$/.exec(name);
   if (!last || last.index === 0) return [name, ''];
   let start = last.index;

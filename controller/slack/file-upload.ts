@@ -1,60 +1,60 @@
-import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import type { WebClient } from '@slack/web-api';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { Workspace } from '../workspace/workspace.js';
 
 /**
- * Posts workspace files into a thread with Slack's upload flow (files.getUploadURLExternal, the bytes
- * to the upload URL, files.completeUploadExternal): the same three calls `files.uploadV2` makes, done
- * here because uploadV2 reads every file whole into memory first; this streams each file from the
- * workspace, so sharing a 500 MB CSV back does not cost 500 MB of controller memory. The two API calls
- * go through the WebClient, which waits and retries on 429. Several files in one call share one message.
+ * Streams files into a thread with Slack's upload flow (files.getUploadURLExternal, the bytes to the upload
+ * URL, files.completeUploadExternal: https://api.slack.com/messaging/files#uploading_files): the same three
+ * calls `files.uploadV2` makes, done here because uploadV2 reads every file whole into memory first; this
+ * streams each file from its source, so sharing a 500 MB CSV back does not cost 500 MB of controller memory.
+ * The two API calls go through the WebClient, which waits and retries on 429. Several files in one call share
+ * one message.
  */
 
 /** Slack refuses files over 1 GB. */
-export const SLACK_MAX_FILE_BYTES = 1024 * 1024 * 1024;
+const SLACK_MAX_FILE_BYTES = 1024 * 1024 * 1024;
 export const TOO_LARGE_FOR_SLACK = 'larger than the 1 GB Slack accepts';
 
-export interface FileToPost {
-  /** Relative path in the workspace; shown as the title so sub-folders stay visible. */
-  path: string;
+export interface UploadSource {
+  /** Shown in Slack under the file (a workspace path, so sub-folders stay visible); the key in UploadOutcome. */
+  title: string;
+  filename: string;
   size: number;
+  open(): Promise<Readable>;
 }
 
-export interface PostOutcome {
+export interface UploadOutcome {
+  /** Titles of the files posted. */
   posted: string[];
-  /** Path -> a short reason for the user. */
+  /** Title -> a short reason for the user. */
   failed: Map<string, string>;
 }
 
-export async function postWorkspaceFiles(options: {
+export async function uploadStreams(options: {
   client: WebClient;
-  workspace: Workspace;
   channel: string;
   threadTs: string;
-  files: FileToPost[];
-  initialComment?: string;
+  files: UploadSource[];
+  initialComment?: string | undefined;
   logger: Logger;
-}): Promise<PostOutcome> {
-  const { client, workspace, logger } = options;
+}): Promise<UploadOutcome> {
+  const { client, logger } = options;
   const failed = new Map<string, string>();
-  const ready: Array<{ id: string; title: string; path: string }> = [];
+  const ready: Array<{ id: string; title: string }> = [];
   for (const file of options.files) {
     if (file.size > SLACK_MAX_FILE_BYTES) {
-      failed.set(file.path, TOO_LARGE_FOR_SLACK);
+      failed.set(file.title, TOO_LARGE_FOR_SLACK);
       continue;
     }
     try {
-      const filename = posix.basename(file.path);
-      const target = await client.files.getUploadURLExternal({ filename, length: file.size });
+      const target = await client.files.getUploadURLExternal({ filename: file.filename, length: file.size });
       if (!target.upload_url || !target.file_id) throw new Error('files.getUploadURLExternal returned no upload URL');
-      await sendBytes(target.upload_url, await workspace.read(file.path), file.size);
-      ready.push({ id: target.file_id, title: file.path, path: file.path });
+      await sendBytes(target.upload_url, await file.open(), file.size);
+      ready.push({ id: target.file_id, title: file.title });
     } catch (error) {
       logger.warn('file upload to Slack failed', { bytes: file.size, error: describeError(error) });
-      failed.set(file.path, 'the upload failed');
+      failed.set(file.title, 'the upload failed');
     }
   }
   const [first, ...rest] = ready;
@@ -68,10 +68,10 @@ export async function postWorkspaceFiles(options: {
     });
   } catch (error) {
     logger.warn('files.completeUploadExternal failed', { files: ready.length, error: describeError(error) });
-    for (const file of ready) failed.set(file.path, 'Slack did not accept the upload');
+    for (const file of ready) failed.set(file.title, 'Slack did not accept the upload');
     return { posted: [], failed };
   }
-  return { posted: ready.map((file) => file.path), failed };
+  return { posted: ready.map((file) => file.title), failed };
 }
 
 /** POSTs the raw bytes to the upload URL (Slack accepts raw bytes or multipart); streamed, never buffered. */

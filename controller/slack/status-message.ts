@@ -1,8 +1,9 @@
-import type { WebClient } from '@slack/web-api';
 import type { KnownBlock } from '@slack/types';
+import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { StepResult } from '../sandbox/sandbox.js';
 import { formatDuration } from '../text.js';
+import type { SlackThread } from './slack-thread.js';
 import { renderSteps, type StepView } from './status-render.js';
 
 export const STOP_ACTION_ID = 'stop_turn';
@@ -25,22 +26,14 @@ export class StatusMessage {
   private assistantStatus = true;
 
   constructor(
-    private readonly client: WebClient,
-    private readonly channel: string,
-    private readonly threadTs: string,
+    private readonly thread: SlackThread,
     private readonly turnId: string,
     private readonly intervalMs: number,
     private readonly logger: Logger,
   ) {}
 
   async start(): Promise<void> {
-    const response = await this.client.chat.postMessage({
-      channel: this.channel,
-      thread_ts: this.threadTs,
-      text: ':hourglass_flowing_sand: Working on it…',
-      blocks: this.blocks(),
-    });
-    this.ts = response.ts;
+    this.ts = await this.thread.post({ text: ':hourglass_flowing_sand: Working on it…', blocks: this.blocks() });
     this.lastEditAt = Date.now();
     await this.setAssistantStatus('is working…');
   }
@@ -99,9 +92,9 @@ export class StatusMessage {
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
       this.dirty = false;
       try {
-        await this.client.chat.update({ channel: this.channel, ts: this.ts, text: this.fallbackText(), blocks: this.blocks() });
+        await this.thread.update(this.ts, { text: this.fallbackText(), blocks: this.blocks() });
       } catch (error) {
-        this.logger.warn('status update failed', { error: String(error) });
+        this.logger.warn('status update failed', { error: describeError(error) });
       } finally {
         this.lastEditAt = Date.now();
       }
@@ -144,7 +137,7 @@ export class StatusMessage {
   private async setAssistantStatus(status: string): Promise<void> {
     if (!this.assistantStatus) return;
     try {
-      await this.client.assistant.threads.setStatus({ channel_id: this.channel, thread_ts: this.threadTs, status });
+      await this.thread.setStatus(status);
     } catch {
       this.assistantStatus = false; // not supported here: the edited status message is the indicator
     }

@@ -1,139 +1,119 @@
-import { randomUUID } from 'node:crypto';
-import type { WebClient } from '@slack/web-api';
-import type OpenAI from 'openai';
+import type { ChatModel } from '../agent/chat-model.js';
+import { HISTORY_STATE } from '../agent/history.js';
 import type { Config } from '../config.js';
-import type { Logger } from '../logger.js';
 import { describeError } from '../errors.js';
+import type { Logger } from '../logger.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
-import type { WorkspaceStore } from '../workspace/workspace.js';
-import { threadPath, type ThreadKey } from '../workspace/thread-key.js';
-import { TurnQueue } from './turn-queue.js';
-import { TurnRunner } from './run-turn.js';
-import { parseCommand } from './commands/parse-command.js';
+import type { MentionHandler } from '../slack/listeners.js';
 import { postLongText } from '../slack/long-text.js';
-
-/** A mention (or a thread reply) as the bot sees it, whatever the transport. */
-export interface Mention {
-  key: ThreadKey;
-  user: string;
-  /** The text with the bot's own mention removed. */
-  text: string;
-  /** ts of the message itself (the thread is key.threadTs). */
-  ts: string;
-  files: SlackFileRef[];
-  /** False for a thread reply without a mention (REPLY_WITHOUT_MENTION): such replies never get a refusal line. */
-  explicit?: boolean;
-}
-
-/** The parts of a Slack file object that we use. */
-export interface SlackFileRef {
-  id: string;
-  name?: string;
-  title?: string;
-  size?: number;
-  mimetype?: string;
-  mode?: string;
-  url_private_download?: string;
-  url_private?: string;
-}
+import type { Mention } from '../slack/mention.js';
+import type { SlackThread, SlackThreadFactory } from '../slack/slack-thread.js';
+import { threadPath, type ThreadKey } from '../workspace/thread-key.js';
+import type { WorkspaceStore } from '../workspace/workspace.js';
+import { runDownloadCommand } from './commands/download.js';
+import { runNotebookCommand } from './commands/notebook.js';
+import { HELP_TEXT, parseCommand, type Command } from './commands/parse-command.js';
+import { runTurn, type TurnDependencies } from './run-turn.js';
+import { RunningTurns, stopReply } from './running-turns.js';
+import { StatusEdits } from './status-edits.js';
+import { failureText } from './turn-ending.js';
+import { TurnQueue } from './turn-queue.js';
 
 export interface BotDependencies {
   config: Config;
-  client: WebClient;
-  openai: OpenAI;
+  /** Binds a SlackThread to each mention's thread. */
+  threads: SlackThreadFactory;
+  model: ChatModel;
   store: WorkspaceStore;
   sandbox: Sandbox;
   systemPrompt: string;
   logger: Logger;
-  /** Minimum time between two edits of a status message (Slack rate limits). */
-  statusIntervalMs?: number;
 }
 
-export const HELP_TEXT = [
-  "Hi! I'm a code interpreter: mention me with a question or a file, and I'll write and run Python in this thread to answer.",
-  '• Attach CSV, Excel, PDF or image files to a mention and ask about them.',
-  '• Each thread has its own files and memory; mention me again in the thread to continue.',
-  '• `download` (or `ダウンロード`) posts every file of this thread; `notebook` (or `ノートブック`) posts the work as a Jupyter notebook.',
-].join('\n');
+const NOT_ALLOWED_TEXT = "Sorry, I'm not enabled for you in this channel. Ask the people who run me to add it to the allowlist.";
+const QUEUED_TEXT = ":inbox_tray: Got it — I'll get to this after the current turn in this thread.";
 
 /**
- * Routes mentions to turns: access checks, commands that need no model, one turn at a time per
- * thread (later mentions queue and are told so), and Stop.
+ * Routes mentions: access checks (ALLOWED_CHANNELS, ALLOWED_USERS, ADMIN_USERS), commands that need no model,
+ * one turn at a time per thread (later mentions queue and are told so), Stop, and the one catch-all: whatever
+ * fails while a mention is handled is logged as "turn failed" and told in the thread in one line.
  */
-export class Bot {
-  readonly queue: TurnQueue;
-  private readonly runner: TurnRunner;
-  private readonly running = new Map<string, { controller: AbortController; user: string }>();
+export class Bot implements MentionHandler {
+  private readonly queue: TurnQueue;
+  private readonly running: RunningTurns;
+  private readonly statusEdits = new StatusEdits();
+  private readonly turnDependencies: TurnDependencies;
 
   constructor(private readonly deps: BotDependencies) {
     this.queue = new TurnQueue(deps.config.limits.maxConcurrentTurns);
-    this.runner = new TurnRunner(deps);
+    this.running = new RunningTurns(deps.config.access.adminUsers);
+    const { config, model, sandbox, systemPrompt } = deps;
+    this.turnDependencies = { config, model, sandbox, systemPrompt, statusEdits: this.statusEdits };
   }
 
-  /** Handles one mention. Resolves when its turn (or command) is done; errors are told in the thread. */
+  /** Handles one mention. Resolves when its turn (or command) is done; never rejects: errors are told in the thread. */
   async handleMention(mention: Mention): Promise<void> {
-    const { client, logger } = this.deps;
-    const thread = threadPath(mention.key);
-    const log = logger.child({ thread, user: mention.user });
-    const reply = (text: string) => client.chat.postMessage({ channel: mention.key.channel, thread_ts: mention.key.threadTs, text });
-
+    let log = this.deps.logger.child({ user: mention.user });
+    let thread: SlackThread | undefined;
     try {
-      if (!this.isAllowed(mention)) {
-        log.info('mention refused by allowlist', { channel: mention.key.channel });
-        if (mention.explicit === false) return; // a plain reply in a thread: stay quiet
-        await reply("Sorry, I'm not enabled for you in this channel. Ask the people who run me to add it to the allowlist.");
-        return;
-      }
-      const command = parseCommand(mention.text);
-      if (command === 'empty' && mention.files.length === 0) {
-        await reply(HELP_TEXT);
-        return;
-      }
-      if (this.queue.depth(thread) > 0) {
-        await reply(":inbox_tray: Got it — I'll get to this after the current turn in this thread.");
-      }
-      await this.queue.enqueue(thread, async () => {
-        if (command === 'download') return this.runner.download(mention, log);
-        if (command === 'notebook') return this.runner.notebook(mention, log);
-        // Only model turns have a status message with a Stop button.
-        const turnId = randomUUID();
-        const controller = new AbortController();
-        this.running.set(turnId, { controller, user: mention.user });
-        try {
-          await this.runner.run(mention, turnId, controller.signal, log);
-        } finally {
-          this.running.delete(turnId);
-        }
-      });
+      const path = threadPath(mention.key);
+      log = this.deps.logger.child({ thread: path, user: mention.user });
+      thread = this.deps.threads(mention.key.channel, mention.key.threadTs, log);
+      await this.route(mention, path, thread, log);
     } catch (error) {
-      log.error('mention failed', { error: describeError(error) });
-      await postLongText(client, mention.key.channel, mention.key.threadTs, ':warning: Something went wrong on my side and this message was not handled. Please try again.').catch(
-        () => {},
-      );
+      log.error('turn failed', { error: describeError(error) });
+      if (thread !== undefined) await postLongText(thread, failureText(error)).catch(() => {});
     }
   }
 
-  /**
-   * Stops a running turn. Only the person who started it or an admin may. Returns what happened,
-   * so the caller can tell the clicker.
-   */
-  stop(turnId: string, user: string): 'stopped' | 'not_allowed' | 'not_running' {
-    const turn = this.running.get(turnId);
-    if (turn === undefined) return 'not_running';
-    if (turn.user !== user && !this.deps.config.access.adminUsers.includes(user)) return 'not_allowed';
-    turn.controller.abort();
-    return 'stopped';
+  stopTurn(turnId: string, user: string): string | undefined {
+    const outcome = this.running.stop(turnId, user);
+    this.deps.logger.info('stop requested', { outcome });
+    return stopReply(outcome);
+  }
+
+  async knowsThread(key: ThreadKey): Promise<boolean> {
+    return (await this.deps.store.open(key).readState(HISTORY_STATE)) !== undefined;
   }
 
   /** Resolves when every queued turn is done and every status message has its final edit. */
   async drain(): Promise<void> {
     await this.queue.onIdle();
-    await this.runner.settle();
+    await this.statusEdits.settle();
   }
 
   /** Stops every running turn (shutdown). */
   stopAll(): void {
-    for (const turn of this.running.values()) turn.controller.abort();
+    this.running.stopAll();
+  }
+
+  private async route(mention: Mention, path: string, thread: SlackThread, log: Logger): Promise<void> {
+    if (!this.isAllowed(mention)) {
+      log.info('mention refused by allowlist', { channel: mention.key.channel });
+      if (mention.explicit === false) return; // a plain reply in a thread: stay quiet
+      await thread.post({ text: NOT_ALLOWED_TEXT });
+      return;
+    }
+    const command = parseCommand(mention.text);
+    if (command === 'empty' && mention.files.length === 0) {
+      await thread.post({ text: HELP_TEXT });
+      return;
+    }
+    if (this.queue.depth(path) > 0) await thread.post({ text: QUEUED_TEXT });
+    await this.queue.enqueue(path, () => this.run(command, mention, thread, log));
+  }
+
+  private async run(command: Command, mention: Mention, thread: SlackThread, log: Logger): Promise<void> {
+    const workspace = this.deps.store.open(mention.key);
+    if (command === 'download') return void (await runDownloadCommand({ thread, workspace, logger: log }));
+    if (command === 'notebook') return runNotebookCommand({ thread, workspace, logger: log });
+    // Only model turns have a status message with a Stop button.
+    const turn = this.running.start(mention.user);
+    try {
+      await runTurn(this.turnDependencies, { mention, thread, workspace, turnId: turn.id, signal: turn.signal, log });
+    } finally {
+      turn.finish();
+    }
   }
 
   private isAllowed(mention: Mention): boolean {

@@ -1,29 +1,27 @@
-import { APIConnectionError, APIError } from 'openai';
+import { ModelError } from '../agent/chat-model.js';
 import type { TurnOutcome } from '../agent/agent-loop.js';
+import type { Usage } from '../agent/stop-conditions.js';
 import type { Config } from '../config.js';
+import { AppError, describeError } from '../errors.js';
 import { SandboxError } from '../sandbox/sandbox.js';
+import { countOf } from '../text.js';
+import { budgetReachedText } from './budgets.js';
 
 /**
  * How a turn's ending is told: the status headline, the line in the thread, and the note kept in the
- * history so later turns know what happened.
+ * history so later turns know what happened. Also the two ways a mention can fail on the bot's side.
  */
-
-/** Tokens and sandbox time a thread has used so far (for the per-thread budget). */
-export interface Usage {
-  totalTokens: number;
-  sandboxMs: number;
-}
 
 export interface Ending {
   icon: string;
   headline: string;
   /** A message for the thread besides the answer (why the turn ended early). */
   message?: string;
-  /** Recorded in the history so later turns know what happened. */
+  /** Recorded in the history (in parentheses, as the assistant) so later turns know what happened; '' for none. */
   historyNote: string;
 }
 
-export function describeOutcome(outcome: TurnOutcome, config: Config, user: string, used: Usage): Ending {
+export function describeEnding(outcome: TurnOutcome, config: Config, user: string, used: Usage): Ending {
   switch (outcome.stopReason) {
     case 'answered':
       return { icon: ':white_check_mark:', headline: 'Done', historyNote: '' };
@@ -38,28 +36,28 @@ export function describeOutcome(outcome: TurnOutcome, config: Config, user: stri
       return {
         icon: ':no_entry:',
         headline: 'Token budget reached',
-        message: `:no_entry: I stopped because ${budgetReached(config, used, outcome.usage, 'tokens')}.`,
+        message: `:no_entry: I stopped because ${budgetReachedText(config.budgets, used, outcome.usage, 'tokens')}.`,
         historyNote: 'The turn ended at the token budget.',
       };
     case 'sandbox_budget':
       return {
         icon: ':no_entry:',
         headline: 'Sandbox-time budget reached',
-        message: `:no_entry: I stopped because ${budgetReached(config, used, outcome.usage, 'sandbox')}.`,
+        message: `:no_entry: I stopped because ${budgetReachedText(config.budgets, used, outcome.usage, 'sandbox')}.`,
         historyNote: 'The turn ended at the sandbox-time budget.',
       };
     case 'cancelled':
       return {
         icon: ':octagonal_sign:',
         headline: 'Stopped',
-        message: `:octagonal_sign: Stopped${outcome.steps > 0 ? ` after ${outcome.steps} step${outcome.steps === 1 ? '' : 's'}` : ''}. Mention me again to continue.`,
+        message: `:octagonal_sign: Stopped${outcome.steps > 0 ? ` after ${countOf(outcome.steps, 'step')}` : ''}. Mention me again to continue.`,
         historyNote: `The user <@${user}> or an admin stopped this turn.`,
       };
     case 'model_error':
       return {
         icon: ':warning:',
         headline: 'Model error',
-        message: `:warning: ${describeModelError(outcome.error)} Your message is saved; mention me again to retry.`,
+        message: `:warning: ${outcome.error instanceof ModelError ? outcome.error.userMessage : 'The model service failed.'} Your message is saved; mention me again to retry.`,
         historyNote: 'The turn ended because the model service failed.',
       };
     case 'sandbox_error':
@@ -72,36 +70,30 @@ export function describeOutcome(outcome: TurnOutcome, config: Config, user: stri
   }
 }
 
-function describeModelError(error: unknown): string {
-  if (error instanceof APIConnectionError) return 'I could not reach the model service.';
-  if (error instanceof APIError && error.status !== undefined) {
-    if (error.status === 429) return 'The model service is rate-limiting or out of quota (HTTP 429), even after retries.';
-    if (error.status === 401 || error.status === 403) return `The model service refused the API key (HTTP ${error.status}): an admin should check OPENAI_API_KEY.`;
-    return `The model service answered with an error (HTTP ${error.status}), even after retries.`;
-  }
-  return 'The model service failed.';
+/** A thread over one of its caps is not answered (budgets.ts, threadCapReached). */
+export function threadBudgetEnding(capReached: string): { headline: string; message: string; historyNote: string } {
+  return {
+    headline: ':no_entry: This thread has used its budget.',
+    message: `:no_entry: This thread has reached its budget (${capReached}). Start a new thread to continue.`,
+    historyNote: 'Not answered: the thread budget was reached.',
+  };
 }
 
-/** The thread cap this thread has already used up, named as its setting; undefined while within them. */
-export function threadCapReached(config: Config, used: Usage): string | undefined {
-  const { threadMaxTokens, threadMaxSandboxSec } = config.budgets;
-  if (threadMaxTokens !== undefined && used.totalTokens >= threadMaxTokens) return `THREAD_MAX_TOKENS=${threadMaxTokens} model tokens`;
-  if (threadMaxSandboxSec !== undefined && used.sandboxMs >= threadMaxSandboxSec * 1000) {
-    return `THREAD_MAX_SANDBOX_SEC=${threadMaxSandboxSec} seconds of sandbox time`;
+/** A model turn that failed on the bot's side: the user's message was saved, the status says so. */
+export class TurnFailedError extends AppError {
+  readonly code = 'turn_failed';
+  constructor(cause: unknown) {
+    super(describeError(cause), {
+      cause,
+      userMessage: ':warning: Something went wrong on my side and this turn did not finish. Your message is saved; mention me again to retry.',
+    });
   }
-  return undefined;
 }
 
-/** Which cap ended the turn, named as its setting: the turn's, the thread's (what it used before counts), or both. */
-function budgetReached(config: Config, used: Usage, turn: Usage, kind: 'tokens' | 'sandbox'): string {
-  const { budgets } = config;
-  const caps =
-    kind === 'tokens'
-      ? [['TURN_MAX_TOKENS', budgets.turnMaxTokens, turn.totalTokens], ['THREAD_MAX_TOKENS', budgets.threadMaxTokens, used.totalTokens + turn.totalTokens]] as const
-      : [['TURN_MAX_SANDBOX_SEC', budgets.turnMaxSandboxSec, turn.sandboxMs / 1000], ['THREAD_MAX_SANDBOX_SEC', budgets.threadMaxSandboxSec, (used.sandboxMs + turn.sandboxMs) / 1000]] as const;
-  const reached = caps.filter(([, cap, value]) => cap !== undefined && value >= cap).map(([name, cap]) => `${name}=${cap}`);
-  const what = kind === 'tokens' ? 'model-token budget' : 'sandbox-time budget';
-  if (reached.length === 0) return `the ${what} was reached`; // not expected: runTurn stops only at a cap
-  const whose = reached.some((name) => name.startsWith('THREAD')) ? 'this thread' : 'this turn';
-  return `${whose} reached its ${what} (${reached.join(', ')})`;
+export const FAILED_TURN = { headline: ':warning: Failed', historyNote: 'This turn failed on the bot side before it finished.' };
+
+/** The one line the thread gets when handling a mention failed (the Bot's catch-all). */
+export function failureText(error: unknown): string {
+  if (error instanceof TurnFailedError) return error.userMessage;
+  return ':warning: Something went wrong on my side and this message was not handled. Please try again.';
 }

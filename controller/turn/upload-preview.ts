@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { Sandbox } from '../sandbox/sandbox.js';
-import type { Workspace } from '../workspace/workspace.js';
+import type { SandboxSession } from '../sandbox/sandbox.js';
 
 /**
  * Upload preview (issue 7): when tables are uploaded, one sandbox step reads each of them (never the
@@ -14,24 +13,19 @@ import type { Workspace } from '../workspace/workspace.js';
 
 const TABLE_PATTERN = /\.(csv|tsv|csv\.gz|tsv\.gz|xlsx|xlsm|xls|parquet|pq)$/i;
 
-export function isTabularPath(path: string): boolean {
-  return TABLE_PATTERN.test(path);
-}
-
+/** One step in the turn's session (the thread's workspace) describes the uploaded tables; '' when there are none. */
 export async function previewUploads(options: {
-  sandbox: Sandbox;
-  workspace: Workspace;
+  session: SandboxSession;
   paths: string[];
   timeoutSec: number;
   logger: Logger;
   signal?: AbortSignal;
 }): Promise<string> {
-  const tables = options.paths.filter(isTabularPath);
+  const tables = options.paths.filter((path) => TABLE_PATTERN.test(path));
   if (tables.length === 0) return '';
   const functionName = `_oi_preview_${randomBytes(8).toString('hex')}`;
   try {
-    const result = await options.sandbox.run(
-      options.workspace,
+    const result = await options.session.run(
       { language: 'python', code: previewCode(functionName, tables), timeoutSec: options.timeoutSec },
       options.signal === undefined ? {} : { signal: options.signal },
     );
@@ -49,7 +43,7 @@ export async function previewUploads(options: {
 }
 
 /** The step's Python code; `paths` go in as a JSON list, which is also a valid Python literal. */
-export function previewCode(functionName: string, paths: string[]): string {
+function previewCode(functionName: string, paths: string[]): string {
   return `def ${functionName}(paths):
 ${PREVIEW_BODY}
 try:

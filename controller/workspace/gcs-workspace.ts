@@ -93,7 +93,7 @@ export class GcsWorkspaceStore implements WorkspaceStore {
   }
 }
 
-export class GcsWorkspace implements Workspace {
+class GcsWorkspace implements Workspace {
   readonly location: WorkspaceLocation;
   private readonly filesPrefix: string;
   private readonly statePrefix: string;

@@ -8,7 +8,7 @@ export interface ThreadKey {
   threadTs: string;
 }
 
-export class InvalidThreadKeyError extends AppError {
+class InvalidThreadKeyError extends AppError {
   readonly code = 'invalid_thread_key';
 }
 

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import type { ResourceLimits, RunnerResultFile } from '../../controller/sandbox/sandbox.js';
+import type { ResourceLimits } from '../../controller/sandbox/sandbox.js';
+import type { RunnerResultFile } from '../../controller/sandbox/runner-protocol.js';
 
 /**
  * Drives the real sandbox-image/runner.py on real Python through its pipes (session mode) or its

@@ -1,23 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import type { protos, v2 } from '@google-cloud/run';
+import { describeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { INTERNAL_DIR, type Workspace } from '../../workspace/workspace.js';
+import { PerStepSession, type OneStepRunner } from '../per-step-session.js';
+import { DEFAULT_MAX_OUTPUT_BYTES, parseRunnerResult, stepRequestJson, stoppedStepResult } from '../runner-protocol.js';
+import { SandboxError, type ResourceLimits, type RunOptions, type Sandbox, type SandboxSession, type StepRequest, type StepResult } from '../sandbox.js';
 import type { TokenMinter } from './downscoped-token.js';
-import {
-  DEFAULT_MAX_OUTPUT_BYTES,
-  SandboxError,
-  type ResourceLimits,
-  type RunOptions,
-  type RunnerResultFile,
-  type Sandbox,
-  type StepLimitKind,
-  type StepRequest,
-  type StepRequestFile,
-  type StepResult,
-} from '../sandbox.js';
 
 /**
- * CloudRunSandbox: one Cloud Run Job execution per step (DESIGN.md, Isolation). The controller
+ * CloudRunSandbox: one Cloud Run Job execution per step (docs/architecture.md, Isolation on Cloud Run). The controller
  * writes the step request into the thread's GCS prefix, mints a token downscoped to that prefix and
  * starts the job with per-execution env overrides (bucket, prefix, step id, token: never a Slack or
  * OpenAI secret). The sandbox image mounts the prefix with gcsfuse and runs runner.py; the
@@ -48,8 +40,12 @@ interface ExecutionOperation {
 }
 
 const DEFAULT_STARTUP_MARGIN_SEC = 120;
+/** What a step loses when Cloud Run had to kill its execution (it wrote no result). */
+const STOPPED_NOTE = 'The sandbox was stopped from outside: output and variables of this step were lost; files it wrote may be incomplete.';
 
-export class CloudRunSandbox implements Sandbox {
+type ExecutionOutcome = { kind: 'succeeded' } | { kind: 'cancelled' } | { kind: 'failed'; reason: string; cause?: unknown };
+
+export class CloudRunSandbox implements Sandbox, OneStepRunner {
   private readonly jobName: string;
   private readonly marginSec: number;
 
@@ -58,6 +54,11 @@ export class CloudRunSandbox implements Sandbox {
     this.marginSec = options.startupMarginSec ?? DEFAULT_STARTUP_MARGIN_SEC;
   }
 
+  session(workspace: Workspace): SandboxSession {
+    return new PerStepSession(this, workspace);
+  }
+
+  /** Runs one step in a job execution of its own (one-shot mode): this is where a Cloud Run execution starts. */
   async run(workspace: Workspace, request: StepRequest, options: RunOptions = {}): Promise<StepResult> {
     const location = workspace.location;
     if (location.kind !== 'gcs') {
@@ -70,7 +71,7 @@ export class CloudRunSandbox implements Sandbox {
     } finally {
       // The step's request/result objects are read; leaving them would grow .oi/steps forever.
       await removeStepObjects(workspace, stepDir).catch((error: unknown) =>
-        this.options.logger.warn('step objects not removed', { stepId, error: messageOf(error) }),
+        this.options.logger.warn('step objects not removed', { stepId, error: describeError(error) }),
       );
     }
   }
@@ -84,21 +85,46 @@ export class CloudRunSandbox implements Sandbox {
     stepDir: string,
   ): Promise<StepResult> {
     const logger = this.options.logger.child({ stepId });
-    const requestFile: StepRequestFile = {
-      ...request,
-      id: stepId,
-      limits: this.options.limits,
-      maxOutputBytes: this.options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES,
-    };
-    await workspace.write(`${stepDir}/request.json`, JSON.stringify(requestFile));
+    const { limits, maxOutputBytes = DEFAULT_MAX_OUTPUT_BYTES } = this.options;
+    await workspace.write(`${stepDir}/request.json`, stepRequestJson(stepId, request, limits, maxOutputBytes));
     const taskTimeoutSec = request.timeoutSec + this.marginSec;
     const token = await this.options.tokenMinter.mint(location.prefix, { validForSec: taskTimeoutSec + 60 });
     throwIfAborted(options.signal);
 
     const started = Date.now();
-    let operation: ExecutionOperation;
+    const operation = await this.startExecution(location, stepId, token, taskTimeoutSec);
+    const executionName = (operation.metadata as { name?: string } | null)?.name ?? undefined;
+    logger.info('cloud run execution started', { execution: executionName });
+
+    const outcome = await this.waitForExecution(operation, executionName, options.signal, logger);
+    const elapsedMs = Date.now() - started;
+    if (outcome.kind === 'cancelled') {
+      throw new SandboxError('cancelled', `Cloud Run execution ${executionName ?? '?'} was cancelled`, { userMessage: 'The step was cancelled.' });
+    }
+    if (outcome.kind === 'failed') {
+      // runner.py stops user code at timeoutSec itself; Cloud Run kills the task at timeoutSec + margin.
+      // A failure that late means the code ignored the first stop (blocked in native code) and was killed.
+      if (elapsedMs >= taskTimeoutSec * 1000) {
+        return stoppedStepResult({ stepId, limit: 'timeout', limits, timeoutSec: request.timeoutSec, durationMs: elapsedMs, exitCode: -1, note: STOPPED_NOTE });
+      }
+      throw new SandboxError('runner_failed', `Cloud Run execution ${executionName ?? '?'} failed: ${outcome.reason}`, {
+        cause: outcome.cause,
+        userMessage: 'The sandbox failed while running the step (the Cloud Run execution failed).',
+      });
+    }
+    logger.info('cloud run execution finished', { execution: executionName, durationMs: elapsedMs });
+    return this.readResult(workspace, stepDir, stepId);
+  }
+
+  /** runJob with per-execution overrides: the thread's prefix, the step id and its downscoped token. */
+  private async startExecution(
+    location: { bucket: string; prefix: string },
+    stepId: string,
+    token: { token: string; expiresAt: number },
+    taskTimeoutSec: number,
+  ): Promise<ExecutionOperation> {
     try {
-      [operation] = await this.options.jobsClient.runJob(
+      const [operation] = await this.options.jobsClient.runJob(
         {
           name: this.jobName,
           overrides: {
@@ -120,31 +146,13 @@ export class CloudRunSandbox implements Sandbox {
         // Cast: gax types `longrunning` as full BackoffSettings (RPC timeouts too); polling reads only these.
         { longrunning: this.backoff(taskTimeoutSec) } as never,
       );
+      return operation;
     } catch (error) {
-      throw new SandboxError('start_failed', `could not start Cloud Run job ${this.options.job}: ${messageOf(error)}`, {
+      throw new SandboxError('start_failed', `could not start Cloud Run job ${this.options.job}: ${describeError(error)}`, {
         cause: error,
         userMessage: 'The sandbox could not be started (Cloud Run job execution failed to start).',
       });
     }
-    const executionName = (operation.metadata as { name?: string } | null)?.name ?? undefined;
-    logger.info('cloud run execution started', { execution: executionName });
-
-    const outcome = await this.waitForExecution(operation, executionName, options.signal, logger);
-    const elapsedMs = Date.now() - started;
-    if (outcome.kind === 'cancelled') {
-      throw new SandboxError('cancelled', `Cloud Run execution ${executionName ?? '?'} was cancelled`, { userMessage: 'The step was cancelled.' });
-    }
-    if (outcome.kind === 'failed') {
-      // runner.py stops user code at timeoutSec itself; Cloud Run kills the task at timeoutSec + margin.
-      // A failure that late means the code ignored the first stop (blocked in native code) and was killed.
-      if (elapsedMs >= taskTimeoutSec * 1000) return timeoutResult(stepId, request.timeoutSec, elapsedMs);
-      throw new SandboxError('runner_failed', `Cloud Run execution ${executionName ?? '?'} failed: ${outcome.reason}`, {
-        cause: outcome.cause,
-        userMessage: 'The sandbox failed while running the step (the Cloud Run execution failed).',
-      });
-    }
-    logger.info('cloud run execution finished', { execution: executionName, durationMs: elapsedMs });
-    return this.readResult(workspace, stepDir, stepId);
   }
 
   async close(): Promise<void> {
@@ -156,7 +164,7 @@ export class CloudRunSandbox implements Sandbox {
     executionName: string | undefined,
     signal: AbortSignal | undefined,
     logger: Logger,
-  ): Promise<{ kind: 'succeeded' } | { kind: 'cancelled' } | { kind: 'failed'; reason: string; cause?: unknown }> {
+  ): Promise<ExecutionOutcome> {
     const completion = operation.promise().then(
       ([execution]) => {
         if (Number(execution.cancelledCount ?? 0) > 0) return { kind: 'cancelled' as const };
@@ -165,7 +173,7 @@ export class CloudRunSandbox implements Sandbox {
         }
         return { kind: 'succeeded' as const };
       },
-      (error: unknown) => ({ kind: 'failed' as const, reason: messageOf(error), cause: error }),
+      (error: unknown) => ({ kind: 'failed' as const, reason: describeError(error), cause: error }),
     );
     if (signal === undefined) return completion;
     let onAbort: () => void = () => {};
@@ -184,27 +192,24 @@ export class CloudRunSandbox implements Sandbox {
         await this.options.executionsClient.cancelExecution({ name: executionName });
         logger.info('cloud run execution cancelled', { execution: executionName });
       } catch (error) {
-        logger.warn('cancelling the Cloud Run execution failed', { execution: executionName, error: messageOf(error) });
+        logger.warn('cancelling the Cloud Run execution failed', { execution: executionName, error: describeError(error) });
       }
     }
     return { kind: 'cancelled' };
   }
 
   private async readResult(workspace: Workspace, stepDir: string, stepId: string): Promise<StepResult> {
-    let parsed: RunnerResultFile & { limit?: StepLimitKind };
+    let text: string;
     try {
       const chunks: Buffer[] = [];
       for await (const chunk of await workspace.read(`${stepDir}/result.json`)) chunks.push(chunk as Buffer);
-      parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as typeof parsed;
+      text = Buffer.concat(chunks).toString('utf8');
     } catch (error) {
-      throw new SandboxError('runner_failed', `step ${stepId} finished without a readable result.json: ${messageOf(error)}`, {
-        cause: error,
-        userMessage: 'The sandbox finished the step but its result could not be read.',
-      });
+      throw unreadableResult(stepId, describeError(error), error);
     }
-    if (parsed.id !== stepId) throw new SandboxError('runner_failed', `result.json belongs to step ${String(parsed.id)}, not ${stepId}`);
-    const { id: _id, ...rest } = parsed;
-    return { ...rest, stepId, exitCode: 0 };
+    const parsed = parseRunnerResult(text, stepId);
+    if ('problem' in parsed) throw unreadableResult(stepId, parsed.problem);
+    return parsed.result;
   }
 
   private backoff(taskTimeoutSec: number): Record<string, number> {
@@ -219,29 +224,15 @@ export class CloudRunSandbox implements Sandbox {
   }
 }
 
-function timeoutResult(stepId: string, timeoutSec: number, elapsedMs: number): StepResult {
-  return {
-    stepId,
-    stdout: '',
-    stderr: '',
-    outputTruncated: false,
-    error: { name: 'StepTimeout', value: `The step was stopped after ${timeoutSec} s (STEP_TIMEOUT_SEC).`, traceback: '' },
-    durationMs: elapsedMs,
-    figures: [],
-    files: [],
-    unsaved: [],
-    notes: ['The sandbox was stopped from outside: output and variables of this step were lost; files it wrote may be incomplete.'],
-    exitCode: -1,
-    limit: 'timeout',
-  };
+function unreadableResult(stepId: string, problem: string, cause?: unknown): SandboxError {
+  return new SandboxError('runner_failed', `step ${stepId} finished without a readable result.json: ${problem}`, {
+    cause,
+    userMessage: 'The sandbox finished the step but its result could not be read.',
+  });
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new SandboxError('cancelled', 'the step was cancelled before it started', { userMessage: 'The step was cancelled.' });
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 async function removeStepObjects(workspace: Workspace, stepDir: string): Promise<void> {

@@ -2,7 +2,7 @@ import { DownscopedClient, type AuthClient, type CredentialAccessBoundary } from
 import { SandboxError } from '../sandbox.js';
 
 /**
- * Per-step credentials for the Cloud Run sandbox (DESIGN.md, Isolation). The sandbox job's own
+ * Per-step credentials for the Cloud Run sandbox (docs/architecture.md, Isolation on Cloud Run). The sandbox job's own
  * service account has no roles; each execution gets a short-lived token downscoped with a Credential
  * Access Boundary to one thread's prefix, so even a leaked token reaches nothing but that thread's
  * own files. Controller state (`threads/...`) and every other thread stay out of reach.

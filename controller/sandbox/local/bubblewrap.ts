@@ -127,6 +127,7 @@ export function probeBubblewrap(
   python: PythonInfo,
   runnerDir: string,
   user: SandboxUser | undefined,
+  searchPath: string,
 ): string | undefined {
   const workspaceDir = mkdtempSync(join(tmpdir(), 'oi-bwrap-probe-'));
   try {
@@ -148,7 +149,7 @@ export function probeBubblewrap(
     const result = spawnSync('bwrap', [...args, python.executable, '-c', `${drop}print('ok')`], {
       encoding: 'utf8',
       timeout: 20_000,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      env: { PATH: searchPath },
     });
     if (result.error !== undefined) {
       return (result.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'bwrap is not installed' : result.error.message;

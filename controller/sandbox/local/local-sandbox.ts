@@ -4,21 +4,23 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { describeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { Workspace } from '../../workspace/workspace.js';
-import { bubblewrapArguments, JAIL_RUNNER_DIR, JAIL_WORKSPACE, probeBubblewrap, type JailMode } from './bubblewrap.js';
-import { resolvePython, type PythonInfo } from './python.js';
+import { PerStepSession, type OneStepRunner } from '../per-step-session.js';
+import { DEFAULT_LIMITS, DEFAULT_MAX_OUTPUT_BYTES, stepRequestJson, stoppedStepResult } from '../runner-protocol.js';
 import {
-  DEFAULT_LIMITS,
-  DEFAULT_MAX_OUTPUT_BYTES,
   SandboxError,
   type ResourceLimits,
   type RunOptions,
   type Sandbox,
+  type SandboxSession,
   type StepLimitKind,
   type StepRequest,
   type StepResult,
 } from '../sandbox.js';
+import { bubblewrapArguments, JAIL_RUNNER_DIR, JAIL_WORKSPACE, probeBubblewrap, type JailMode } from './bubblewrap.js';
+import { resolvePython, type PythonInfo } from './python.js';
 import { handOverWorkspace, killProcessesOf, sandboxUserFor, type SandboxUser } from './sandbox-user.js';
 import {
   interpretExit,
@@ -47,11 +49,16 @@ export interface LocalSandboxOptions {
   logger: Logger;
   /** Folder holding runner.py (default: the repository's sandbox-image/). */
   runnerDir?: string;
+  /** PATH used on the host to find python3 and bwrap (main.ts passes the controller's own PATH). */
+  searchPath?: string;
 }
 
 /** The runner stops the user's code itself at timeoutSec; this is the backstop for code stuck in C. */
 const KILL_GRACE_MS = 3_000;
 const STDERR_TAIL_BYTES = 4_000;
+const DEFAULT_SEARCH_PATH = '/usr/local/bin:/usr/bin:/bin';
+/** What a step stopped by the controller loses (its result file was never written). */
+const STOPPED_NOTE = 'The step was stopped before it could list the files it changed or save its Python state.';
 
 function defaultRunnerDir(): string {
   const candidates = ['../../../sandbox-image', '../../../../sandbox-image'].map((relative) =>
@@ -60,7 +67,7 @@ function defaultRunnerDir(): string {
   return candidates.find((dir) => existsSync(join(dir, 'runner.py'))) ?? candidates[0]!;
 }
 
-export class LocalSandbox implements Sandbox {
+export class LocalSandbox implements Sandbox, OneStepRunner {
   private readonly python: PythonInfo;
   private readonly runnerDir: string;
   private readonly limits: ResourceLimits;
@@ -74,7 +81,8 @@ export class LocalSandbox implements Sandbox {
   private readonly running = new Set<number>();
 
   constructor(options: LocalSandboxOptions) {
-    this.python = resolvePython(options.python);
+    const searchPath = options.searchPath ?? DEFAULT_SEARCH_PATH;
+    this.python = resolvePython(options.python, searchPath);
     this.runnerDir = resolve(options.runnerDir ?? defaultRunnerDir());
     this.limits = options.limits ?? DEFAULT_LIMITS;
     this.maxOutputBytes = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
@@ -86,7 +94,7 @@ export class LocalSandbox implements Sandbox {
     if (options.isolation !== 'off') {
       const modes: JailMode[] = probeUser === undefined ? ['user-namespace'] : ['drop-root', 'user-namespace'];
       for (const mode of modes) {
-        const problem = probeBubblewrap(mode, this.python, this.runnerDir, mode === 'drop-root' ? probeUser : undefined);
+        const problem = probeBubblewrap(mode, this.python, this.runnerDir, mode === 'drop-root' ? probeUser : undefined, searchPath);
         if (problem === undefined) {
           this.jail = mode;
           break;
@@ -147,6 +155,11 @@ export class LocalSandbox implements Sandbox {
     };
   }
 
+  session(workspace: Workspace): SandboxSession {
+    return new PerStepSession(this, workspace);
+  }
+
+  /** Runs one step in a fresh runner process (one-shot mode). */
   async run(workspace: Workspace, request: StepRequest, options: RunOptions = {}): Promise<StepResult> {
     const location = workspace.location;
     if (location.kind !== 'local') {
@@ -155,19 +168,12 @@ export class LocalSandbox implements Sandbox {
     if (options.signal?.aborted) throw new SandboxError('cancelled', 'step cancelled before it started');
     const hostDir = resolve(location.dir);
     const stepId = randomUUID();
-    const stepDir = await prepareStepDirectory(hostDir, stepId, {
-      id: stepId,
-      language: request.language,
-      code: request.code,
-      timeoutSec: request.timeoutSec,
-      limits: this.limits,
-      maxOutputBytes: this.maxOutputBytes,
-    });
+    const stepDir = await prepareStepDirectory(hostDir, stepId, stepRequestJson(stepId, request, this.limits, this.maxOutputBytes));
     try {
       return await this.runPrepared(hostDir, stepId, stepDir, request, options);
     } finally {
       await removeStepDirectory(hostDir, stepDir).catch((error: unknown) =>
-        this.logger.warn('step folder not removed', { stepId, error: String(error) }),
+        this.logger.warn('step folder not removed', { stepId, error: describeError(error) }),
       );
     }
   }
@@ -184,9 +190,7 @@ export class LocalSandbox implements Sandbox {
     if (exit.stoppedBy === 'abort') throw new SandboxError('cancelled', `step ${stepId} cancelled`);
 
     const result = await readStepResult(hostDir, stepDir);
-    if (result !== undefined && exit.stoppedBy === undefined) {
-      return { ...result, stepId, exitCode: exit.code ?? 0, limit: result.limit };
-    }
+    if (result !== undefined && exit.stoppedBy === undefined) return { ...result, exitCode: exit.code ?? 0 };
     const limit: StepLimitKind | undefined = exit.stoppedBy === 'timeout' ? 'timeout' : await interpretExit(stepDir, exit);
     if (limit === undefined) {
       const status = exit.signal !== null ? `signal ${exit.signal}` : `exit status ${exit.code}`;
@@ -207,26 +211,27 @@ export class LocalSandbox implements Sandbox {
     durationMs: number,
   ): Promise<StepResult> {
     const output = await readPartialOutput(hostDir, stepDir, this.maxOutputBytes);
-    const messages: Record<StepLimitKind, string> = {
-      timeout: `The step was stopped after ${timeoutSec} s (STEP_TIMEOUT_SEC).`,
-      cpu: `The step used its CPU time limit (SANDBOX_CPU_SEC=${this.limits.cpuSec} s) and was stopped.`,
-      memory: `The step was killed, most likely out of memory: memory limit (SANDBOX_MEMORY_MB=${this.limits.memoryMb}).`,
-      processes: `The step hit the process limit (SANDBOX_MAX_PROCESSES=${this.limits.maxProcesses}).`,
-      file_size: `A file grew past the file size limit (SANDBOX_MAX_FILE_MB=${this.limits.maxFileMb}).`,
-    };
+    return stoppedStepResult({ stepId, limit, limits: this.limits, timeoutSec, durationMs, exitCode: exit.code ?? 128, output, note: STOPPED_NOTE });
+  }
+
+  /** The command that starts runner.py for one step: inside bubblewrap when it works, else directly. */
+  private runnerCommand(hostDir: string, stepId: string, user: SandboxUser | undefined): { command: string; args: string[] } {
+    const userArgs = user === undefined ? [] : ['--user', `${user.uid}:${user.gid}`];
+    if (this.jail === undefined) {
+      return { command: this.python.executable, args: [join(this.runnerDir, 'runner.py'), '--workspace', hostDir, '--step', stepId, ...userArgs] };
+    }
+    const jail = bubblewrapArguments({
+      mode: this.jail,
+      workspaceDir: hostDir,
+      runnerDir: this.runnerDir,
+      python: this.python,
+      network: this.network,
+      tmpSizeMb: this.limits.memoryMb,
+      environment: this.environment(),
+    });
     return {
-      stepId,
-      exitCode: exit.code ?? 128,
-      stdout: output.stdout,
-      stderr: output.stderr,
-      outputTruncated: output.truncated,
-      error: { name: limit === 'timeout' ? 'TimeoutError' : 'LimitExceeded', value: messages[limit], traceback: '' },
-      durationMs,
-      figures: [],
-      files: [],
-      unsaved: [],
-      notes: ['The step was stopped before it could list the files it changed or save its Python state.'],
-      limit,
+      command: 'bwrap',
+      args: [...jail, this.python.executable, `${JAIL_RUNNER_DIR}/runner.py`, '--workspace', JAIL_WORKSPACE, '--step', stepId, ...userArgs],
     };
   }
 
@@ -237,34 +242,11 @@ export class LocalSandbox implements Sandbox {
     user: SandboxUser | undefined,
     signal: AbortSignal | undefined,
   ): Promise<RunnerExit> {
-    const environment = this.environment();
-    const userArgs = user === undefined ? [] : ['--user', `${user.uid}:${user.gid}`];
-    let command: string;
-    let args: string[];
-    if (this.jail !== undefined) {
-      command = 'bwrap';
-      args = [
-        ...bubblewrapArguments({
-          mode: this.jail,
-          workspaceDir: hostDir,
-          runnerDir: this.runnerDir,
-          python: this.python,
-          network: this.network,
-          tmpSizeMb: this.limits.memoryMb,
-          environment,
-        }),
-        this.python.executable, `${JAIL_RUNNER_DIR}/runner.py`, '--workspace', JAIL_WORKSPACE, '--step', stepId,
-        ...userArgs,
-      ];
-    } else {
-      command = this.python.executable;
-      args = [join(this.runnerDir, 'runner.py'), '--workspace', hostDir, '--step', stepId, ...userArgs];
-    }
-
+    const { command, args } = this.runnerCommand(hostDir, stepId, user);
     return new Promise((resolvePromise, reject) => {
       const child = spawn(command, args, {
         cwd: hostDir,
-        env: environment,
+        env: this.environment(),
         detached: true, // own process group: the whole tree is killed at once
         stdio: ['ignore', 'ignore', 'pipe'],
       });
@@ -274,17 +256,9 @@ export class LocalSandbox implements Sandbox {
       child.stderr.on('data', (chunk: string) => {
         stderrTail = (stderrTail + chunk).slice(-STDERR_TAIL_BYTES);
       });
-      const killTree = () => {
-        if (child.pid === undefined) return;
-        try {
-          process.kill(-child.pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      };
       const stop = (reason: 'timeout' | 'abort') => {
         stoppedBy ??= reason;
-        killTree();
+        killProcessGroup(child.pid);
       };
       const timer = setTimeout(() => stop('timeout'), timeoutSec * 1000 + KILL_GRACE_MS);
       const onAbort = () => stop('abort');
@@ -299,7 +273,7 @@ export class LocalSandbox implements Sandbox {
       child.once('exit', (code, exitSignal) => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
-        killTree(); // children the step left behind (plain process mode; bubblewrap's pid namespace is gone already)
+        killProcessGroup(child.pid); // children the step left behind (plain process mode; bubblewrap's pid namespace is gone already)
         if (child.pid !== undefined) this.running.delete(child.pid);
         // Left-behind processes could hold stderr open; do not wait for them.
         setImmediate(() => child.stderr.destroy());
@@ -310,13 +284,16 @@ export class LocalSandbox implements Sandbox {
   }
 
   async close(): Promise<void> {
-    for (const pid of this.running) {
-      try {
-        process.kill(-pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    for (const pid of this.running) killProcessGroup(pid);
     this.running.clear();
+  }
+}
+
+function killProcessGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // already gone
   }
 }

@@ -16,7 +16,7 @@ export interface PythonInfo {
   prefixes: string[];
 }
 
-export const DEFAULT_PYTHON_CANDIDATES = ['/usr/bin/python3', 'python3'];
+const DEFAULT_PYTHON_CANDIDATES = ['/usr/bin/python3', 'python3'];
 
 const probeScript =
   'import json, os, sys, dill; print(json.dumps({"executable": os.path.abspath(sys.executable), ' +
@@ -24,14 +24,15 @@ const probeScript =
 
 const cache = new Map<string, PythonInfo | string>();
 
-/** Runs the probe; returns the interpreter's details, or the reason it is unusable. */
-function probe(command: string): PythonInfo | string {
-  const cached = cache.get(command);
+/** Runs the probe (a bare name is looked up on `searchPath`); returns the interpreter's details, or the reason it is unusable. */
+function probe(command: string, searchPath: string): PythonInfo | string {
+  const key = `${searchPath}\0${command}`;
+  const cached = cache.get(key);
   if (cached !== undefined) return cached;
   const result = spawnSync(command, ['-c', probeScript], {
     encoding: 'utf8',
     timeout: 20_000,
-    env: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' },
+    env: { PATH: searchPath, LANG: 'C.UTF-8' },
   });
   let outcome: PythonInfo | string;
   if (result.error !== undefined) {
@@ -43,15 +44,15 @@ function probe(command: string): PythonInfo | string {
     const parsed = JSON.parse(result.stdout) as { executable: string; prefixes: string[] };
     outcome = { command, executable: parsed.executable, prefixes: parsed.prefixes };
   }
-  cache.set(command, outcome);
+  cache.set(key, outcome);
   return outcome;
 }
 
-export function resolvePython(configured: string | undefined): PythonInfo {
+export function resolvePython(configured: string | undefined, searchPath: string): PythonInfo {
   const candidates = configured === undefined ? DEFAULT_PYTHON_CANDIDATES : [configured];
   const reasons: string[] = [];
   for (const candidate of candidates) {
-    const outcome = probe(candidate);
+    const outcome = probe(candidate, searchPath);
     if (typeof outcome !== 'string') return outcome;
     reasons.push(`${candidate}: ${outcome}`);
   }

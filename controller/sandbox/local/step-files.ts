@@ -2,7 +2,8 @@ import { constants } from 'node:fs';
 import { lstat, mkdir, open, realpath, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { INTERNAL_DIR } from '../../workspace/workspace.js';
-import type { RunnerResultFile, StepLimitKind, StepRequestFile } from '../sandbox.js';
+import { parseRunnerResult } from '../runner-protocol.js';
+import type { StepLimitKind, StepResult } from '../sandbox.js';
 
 /**
  * The controller's side of the step files in a local workspace (`.oi/steps/<id>/`). The workspace is
@@ -30,15 +31,15 @@ async function ensureRealDirectory(path: string): Promise<void> {
   await mkdir(path);
 }
 
-/** Creates `.oi/steps/<id>/` and writes request.json there; returns the step folder. */
-export async function prepareStepDirectory(workspaceDir: string, stepId: string, request: StepRequestFile): Promise<string> {
+/** Creates `.oi/steps/<id>/` and writes request.json (`requestJson`) there; returns the step folder. */
+export async function prepareStepDirectory(workspaceDir: string, stepId: string, requestJson: string): Promise<string> {
   await mkdir(workspaceDir, { recursive: true });
   const internal = join(workspaceDir, INTERNAL_DIR);
   await ensureRealDirectory(internal);
   await ensureRealDirectory(join(internal, 'steps'));
   const stepDir = join(internal, 'steps', stepId);
   await mkdir(stepDir);
-  await writeFile(join(stepDir, 'request.json'), JSON.stringify(request), { flag: 'wx' });
+  await writeFile(join(stepDir, 'request.json'), requestJson, { flag: 'wx' });
   return stepDir;
 }
 
@@ -75,34 +76,14 @@ async function readRegularFile(path: string, maxBytes: number): Promise<{ head: 
 
 const MAX_RESULT_BYTES = 64 * 1024 * 1024;
 
-/** The runner's result.json, or undefined when it is missing or unreadable. */
-export async function readStepResult(workspaceDir: string, stepDir: string): Promise<RunnerResultFile | undefined> {
+/** The runner's result.json, checked against the protocol; undefined when it is missing or not a valid result. */
+export async function readStepResult(workspaceDir: string, stepDir: string): Promise<StepResult | undefined> {
   const stepId = stepDir.split('/').pop()!;
   if (!(await isOwnStepDirectory(workspaceDir, stepDir, stepId))) return undefined;
   const file = await readRegularFile(join(stepDir, 'result.json'), MAX_RESULT_BYTES);
   if (file === undefined || file.tail.length > 0) return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(file.head.toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  return isRunnerResult(parsed, stepId) ? parsed : undefined;
-}
-
-function isRunnerResult(value: unknown, stepId: string): value is RunnerResultFile {
-  if (typeof value !== 'object' || value === null) return false;
-  const result = value as Record<string, unknown>;
-  return (
-    result.id === stepId &&
-    typeof result.stdout === 'string' &&
-    typeof result.stderr === 'string' &&
-    typeof result.durationMs === 'number' &&
-    Array.isArray(result.files) &&
-    Array.isArray(result.figures) &&
-    Array.isArray(result.unsaved) &&
-    Array.isArray(result.notes)
-  );
+  const parsed = parseRunnerResult(file.head.toString('utf8'), stepId);
+  return 'result' in parsed ? parsed.result : undefined;
 }
 
 const SIGNAL_NUMBERS: Record<number, NodeJS.Signals> = { 9: 'SIGKILL', 24: 'SIGXCPU', 25: 'SIGXFSZ' };

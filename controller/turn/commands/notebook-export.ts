@@ -4,10 +4,8 @@ import { parseExecuteArguments } from '../../agent/execute-tool.js';
 import type { Notebook, NotebookCell, NotebookOutput } from './notebook-format.js';
 import type { Workspace } from '../../workspace/workspace.js';
 
-export { validateNotebookStructure } from './notebook-format.js';
-
 /**
- * The `notebook` command (issue 7): a thread's history as a Jupyter notebook (nbformat 4.5), built
+ * The `notebook` command's export (issue 7): a thread's history as a Jupyter notebook (nbformat 4.5), built
  * from the stored history alone (no model call). User messages and answers become markdown cells;
  * each executed step becomes a code cell with what it printed, its error and its figures, numbered
  * 1..n in the order it ran, so the analysis can be re-run in Jupyter next to the thread's files.
@@ -176,6 +174,6 @@ function textOf(content: unknown): string {
 }
 
 /** nbformat's multi-line string: lines that keep their `\n`, the last one without. */
-export function toLines(text: string): string[] {
+function toLines(text: string): string[] {
   return text.match(/[^\n]*\n|[^\n]+$/g) ?? [];
 }

@@ -12,8 +12,9 @@ export function parseCommand(text: string): Command {
   return undefined;
 }
 
-/** The message text without mentions of the bot (`<@U123>` or `<@U123|name>`). */
-export function stripBotMention(text: string, botUserId: string | undefined): string {
-  if (botUserId === undefined) return text.trim();
-  return text.replace(new RegExp(`<@${botUserId}(\\|[^>]*)?>`, 'g'), '').trim();
-}
+export const HELP_TEXT = [
+  "Hi! I'm a code interpreter: mention me with a question or a file, and I'll write and run Python in this thread to answer.",
+  '• Attach CSV, Excel, PDF or image files to a mention and ask about them.',
+  '• Each thread has its own files and memory; mention me again in the thread to continue.',
+  '• `download` (or `ダウンロード`) posts every file of this thread; `notebook` (or `ノートブック`) posts the work as a Jupyter notebook.',
+].join('\n');

@@ -1,0 +1,132 @@
+import { z } from 'zod';
+import { describeError } from '../errors.js';
+import type { ResourceLimits, StepLimitKind, StepRequest, StepResult } from './sandbox.js';
+
+/**
+ * The step protocol between the controller and sandbox-image/runner.py, the same for both backends
+ * (docs/architecture.md, Step protocol; docs/runner-protocol.md when present). The controller writes
+ * `.oi/steps/<id>/request.json` (StepRequestFile) into the workspace, starts
+ * `runner.py --workspace <dir> --step <id>`, and reads `.oi/steps/<id>/result.json` (RunnerResultFile).
+ * runner.py exits 0 when the user's code raised (that is data), non-zero only when the runner itself failed.
+ *
+ * The workspace is writable by the user's code, so result.json is untrusted input: both backends check it
+ * against the one schema below. The wording of a limit the controller had to enforce itself (the runner was
+ * killed, or the execution timed out) is here too, so a limit reads the same on every backend.
+ */
+
+export const DEFAULT_LIMITS: ResourceLimits = { memoryMb: 2048, cpuSec: 600, maxProcesses: 256, maxFileMb: 1024 };
+
+/** Bytes of stdout and of stderr a step keeps (head and tail), in both sandboxes. */
+export const DEFAULT_MAX_OUTPUT_BYTES = 100_000;
+
+/** The error name of a step stopped at STEP_TIMEOUT_SEC: what runner.py raises in the user's code, and what the controller reports when it had to stop the runner itself. */
+export const STEP_TIMEOUT_ERROR = 'StepTimeout';
+/** The error name of a step the controller found killed by another limit. */
+const LIMIT_EXCEEDED_ERROR = 'LimitExceeded';
+
+const stepRequestFileSchema = z.object({
+  id: z.string().min(1),
+  language: z.literal('python'),
+  code: z.string(),
+  timeoutSec: z.number().positive(),
+  limits: z.object({
+    memoryMb: z.number().int().positive(),
+    cpuSec: z.number().int().positive(),
+    maxProcesses: z.number().int().positive(),
+    maxFileMb: z.number().int().positive(),
+  }),
+  /** Bytes of stdout and of stderr kept (head and tail). */
+  maxOutputBytes: z.number().int().positive(),
+});
+
+/** Contents of `.oi/steps/<id>/request.json`. */
+export type StepRequestFile = z.infer<typeof stepRequestFileSchema>;
+
+const runnerResultSchema = z.object({
+  id: z.string(),
+  stdout: z.string(),
+  stderr: z.string(),
+  outputTruncated: z.boolean(),
+  error: z.object({ name: z.string(), value: z.string(), traceback: z.string() }).nullable(),
+  durationMs: z.number(),
+  figures: z.array(z.string()),
+  files: z.array(z.object({ path: z.string(), change: z.enum(['created', 'modified', 'deleted']), size: z.number() })),
+  unsaved: z.array(z.string()),
+  notes: z.array(z.string()),
+  /** Set by the runner when the user's code was stopped by a limit (the error names it). */
+  limit: z.enum(['timeout', 'memory', 'cpu', 'processes', 'file_size']).optional(),
+});
+
+/** Contents of `.oi/steps/<id>/result.json`, written by runner.py (it mirrors these names field for field). */
+export type RunnerResultFile = z.infer<typeof runnerResultSchema>;
+
+/** The request file of one step, as JSON; both backends write exactly this. */
+export function stepRequestJson(id: string, request: StepRequest, limits: ResourceLimits, maxOutputBytes: number): string {
+  const file: StepRequestFile = { id, language: request.language, code: request.code, timeoutSec: request.timeoutSec, limits, maxOutputBytes };
+  return JSON.stringify(stepRequestFileSchema.parse(file));
+}
+
+/** The runner's result file for step `stepId`, checked field by field; a problem when it is not one. */
+export function parseRunnerResult(text: string, stepId: string): { result: StepResult } | { problem: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    return { problem: `result.json is not JSON (${describeError(error)})` };
+  }
+  const parsed = runnerResultSchema.safeParse(json);
+  if (!parsed.success) return { problem: `result.json does not match the protocol: ${z.prettifyError(parsed.error).replaceAll('\n', ' ')}` };
+  const { id, ...fields } = parsed.data;
+  if (id !== stepId) return { problem: `result.json belongs to step ${id}, not ${stepId}` };
+  return { result: { ...fields, stepId, exitCode: 0 } };
+}
+
+/** The one sentence that names the limit a step hit, with its setting. */
+function limitMessage(limit: StepLimitKind, limits: ResourceLimits, timeoutSec: number): string {
+  switch (limit) {
+    case 'timeout':
+      return `The step was stopped after ${timeoutSec} s (STEP_TIMEOUT_SEC).`;
+    case 'cpu':
+      return `The step used its CPU time limit (SANDBOX_CPU_SEC=${limits.cpuSec} s) and was stopped.`;
+    case 'memory':
+      return `The step was killed, most likely out of memory: memory limit (SANDBOX_MEMORY_MB=${limits.memoryMb}).`;
+    case 'processes':
+      return `The step hit the process limit (SANDBOX_MAX_PROCESSES=${limits.maxProcesses}).`;
+    case 'file_size':
+      return `A file grew past the file size limit (SANDBOX_MAX_FILE_MB=${limits.maxFileMb}).`;
+  }
+}
+
+/** The result of a step whose runner the controller found stopped by a limit (it wrote no result file). */
+export function stoppedStepResult(options: {
+  stepId: string;
+  limit: StepLimitKind;
+  limits: ResourceLimits;
+  timeoutSec: number;
+  durationMs: number;
+  exitCode: number;
+  /** What the step had printed before it was stopped, when it could be read. */
+  output?: { stdout: string; stderr: string; truncated: boolean };
+  /** What was lost, for the model. */
+  note: string;
+}): StepResult {
+  const { limit } = options;
+  return {
+    stepId: options.stepId,
+    exitCode: options.exitCode,
+    stdout: options.output?.stdout ?? '',
+    stderr: options.output?.stderr ?? '',
+    outputTruncated: options.output?.truncated ?? false,
+    error: {
+      name: limit === 'timeout' ? STEP_TIMEOUT_ERROR : LIMIT_EXCEEDED_ERROR,
+      value: limitMessage(limit, options.limits, options.timeoutSec),
+      traceback: '',
+    },
+    durationMs: options.durationMs,
+    figures: [],
+    files: [],
+    unsaved: [],
+    notes: [options.note],
+    limit,
+  };
+}

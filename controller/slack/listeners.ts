@@ -1,0 +1,131 @@
+import type { App } from '@slack/bolt';
+import { describeError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { ThreadKey } from '../workspace/thread-key.js';
+import { stripBotMention, type Mention, type SlackFileRef } from './mention.js';
+import { STOP_ACTION_ID } from './status-message.js';
+
+/**
+ * Transport only (Bolt's own rule): Slack events become Mentions for the handler (the Bot, turn/bot.ts), and
+ * Stop clicks become handler.stopTurn(). Bolt acknowledges each event before any listener work; the
+ * listener starts the turn and returns at once. What a mention leads to is decided by the handler.
+ */
+
+/** What the listeners hand Slack's events to (the Bot). */
+export interface MentionHandler {
+  /** Handles one mention; tells the thread about any failure itself and never rejects. */
+  handleMention(mention: Mention): Promise<void>;
+  /** A Stop click by `user`: undefined when the turn was stopped, else a sentence for the clicker. */
+  stopTurn(turnId: string, user: string): string | undefined;
+  /** True when the bot already has a conversation in this thread (replies without a mention continue it). */
+  knowsThread(key: ThreadKey): Promise<boolean>;
+}
+
+interface MessageLikeEvent {
+  type: string;
+  subtype?: string;
+  bot_id?: string;
+  user?: string;
+  text?: string;
+  ts: string;
+  thread_ts?: string;
+  channel: string;
+  team?: string;
+  files?: SlackFileRef[];
+  channel_type?: string;
+}
+
+interface EventContext {
+  body: { event_id?: string; team_id?: string };
+  botUserId: string | undefined;
+  teamId: string | undefined;
+}
+
+export function registerListeners(app: App, handler: MentionHandler, options: { replyWithoutMention: boolean; logger: Logger }): void {
+  const { logger } = options;
+  const accept = mentionFilter();
+
+  // Bolt has written the 200 already; starting the turn on the next turn of the event loop lets that
+  // response (and other requests' acks) go out before any of the turn's work runs.
+  const start = (mention: Mention) => setImmediate(() => void handler.handleMention(mention));
+
+  app.event('app_mention', async ({ event, body, context }) => {
+    const mention = accept(event as unknown as MessageLikeEvent, { body, botUserId: context.botUserId, teamId: context.teamId });
+    if (mention !== undefined) start(mention);
+  });
+
+  app.event('message', async ({ event, body, context }) => {
+    const message = event as unknown as MessageLikeEvent;
+    const eventContext = { body, botUserId: context.botUserId, teamId: context.teamId };
+    // In a direct message everything is addressed to the bot: no mention needed.
+    if (message.channel_type === 'im') {
+      const mention = accept(message, eventContext);
+      if (mention !== undefined) start(mention);
+      return;
+    }
+    // Replies in a thread the bot is already in continue the conversation without a mention (setting).
+    if (!options.replyWithoutMention) return;
+    if (message.thread_ts === undefined || message.thread_ts === message.ts) return;
+    if (context.botUserId !== undefined && (message.text ?? '').includes(`<@${context.botUserId}`)) return; // app_mention handles it
+    const mention = accept(message, eventContext, false);
+    if (mention !== undefined && (await handler.knowsThread(mention.key))) start(mention);
+  });
+
+  app.action(STOP_ACTION_ID, async ({ ack, body, action, client }) => {
+    await ack();
+    const turnId = 'value' in action && typeof action.value === 'string' ? action.value : '';
+    const reply = handler.stopTurn(turnId, body.user.id);
+    const channel = body.channel?.id;
+    if (reply === undefined || channel === undefined) return;
+    const thread = 'message' in body ? (body.message?.thread_ts as string | undefined) : undefined;
+    await client.chat.postEphemeral({ channel, user: body.user.id, thread_ts: thread, text: reply });
+  });
+
+  app.error(async (error) => {
+    logger.error('slack app error', { error: describeError(error) });
+  });
+}
+
+/** Turns a message event into a Mention, or undefined when it must start nothing (bots, edits, duplicates). */
+function mentionFilter(): (event: MessageLikeEvent, context: EventContext, explicit?: boolean) => Mention | undefined {
+  const recent = new RecentKeys();
+  return (event, { body, botUserId, teamId }, explicit = true) => {
+    // Messages from bots (ourselves included) never start anything.
+    if (event.bot_id !== undefined || event.user === undefined || event.user === botUserId) return undefined;
+    if (event.subtype !== undefined && event.subtype !== 'file_share' && event.subtype !== 'thread_broadcast') return undefined;
+    // One message can arrive as app_mention and as message, and a delivery can be retried.
+    if (body.event_id !== undefined && !recent.firstTime(`event:${body.event_id}`)) return undefined;
+    if (!recent.firstTime(`message:${event.channel}:${event.ts}`)) return undefined;
+    return {
+      key: { team: body.team_id ?? event.team ?? teamId ?? 'T0', channel: event.channel, threadTs: event.thread_ts ?? event.ts },
+      user: event.user,
+      text: stripBotMention(event.text ?? '', botUserId),
+      ts: event.ts,
+      files: event.files ?? [],
+      explicit,
+    };
+  };
+}
+
+/** Remembers recently seen keys so a retried or duplicated delivery starts no second turn (in this process). */
+class RecentKeys {
+  private readonly seen = new Map<string, number>();
+  constructor(
+    private readonly ttlMs = 30 * 60_000,
+    private readonly maxKeys = 50_000,
+  ) {}
+
+  /** True the first time a key is seen (within the TTL). */
+  firstTime(key: string, now = Date.now()): boolean {
+    const expiry = this.seen.get(key);
+    if (expiry !== undefined && expiry > now) return false;
+    this.seen.set(key, now + this.ttlMs);
+    if (this.seen.size > this.maxKeys) {
+      for (const [oldKey, oldExpiry] of this.seen) {
+        if (oldExpiry <= now || this.seen.size > this.maxKeys) this.seen.delete(oldKey);
+        else break;
+      }
+    }
+    return true;
+  }
+}

@@ -1,0 +1,112 @@
+import type { KnownBlock } from '@slack/types';
+import type { WebClient } from '@slack/web-api';
+import type { Logger } from '../logger.js';
+import { uploadStreams, type UploadOutcome, type UploadSource } from './file-upload.js';
+import type { SlackFileRef } from './mention.js';
+
+/**
+ * One Slack thread, bound once per mention to (client, channel, thread_ts): everything the bot does in a
+ * thread goes through this object, so no signature carries the triple and a turn can be tested in process
+ * with a recording fake (test/helpers/recording-slack-thread.ts). Web API reference for each call:
+ * https://api.slack.com/methods/<method>.
+ */
+export interface SlackThread {
+  readonly channel: string;
+  readonly threadTs: string;
+  /** The Web API base URL: the bot token may be sent to its host (file downloads), never elsewhere. */
+  readonly apiUrl: string;
+  /** chat.postMessage in the thread; resolves with the new message's ts. */
+  post(message: ThreadMessage): Promise<string | undefined>;
+  /** chat.update of one of the bot's messages in the thread. */
+  update(ts: string, message: ThreadMessage): Promise<void>;
+  /** assistant.threads.setStatus (Slack's "is working…" line); throws where the app type does not allow it. */
+  setStatus(status: string): Promise<void>;
+  /** files.uploadV2 of one in-memory file (an answer, a notebook); throws when Slack refuses it. */
+  uploadFile(file: { filename: string; title: string; content: Buffer; initialComment?: string }): Promise<void>;
+  /** Files streamed into one message (files.getUploadURLExternal, bytes, files.completeUploadExternal). */
+  uploadFiles(files: UploadSource[], options?: { initialComment?: string }): Promise<UploadOutcome>;
+  /** The files of one message of the thread, read back with conversations.replies ([] when it has none). */
+  messageFiles(messageTs: string): Promise<SlackFileRef[]>;
+  /** files.info: a file's details (the download URL) when an event left them out. */
+  fileInfo(fileId: string): Promise<SlackFileRef | undefined>;
+}
+
+export interface ThreadMessage {
+  text: string;
+  blocks?: KnownBlock[];
+  /** false: no link previews (long answers). */
+  unfurlLinks?: false;
+}
+
+/** Builds the SlackThread of a mention (its logger carries the thread's fields). */
+export type SlackThreadFactory = (channel: string, threadTs: string, logger: Logger) => SlackThread;
+
+export function webSlackThreads(client: WebClient): SlackThreadFactory {
+  return (channel, threadTs, logger) => new WebSlackThread(client, channel, threadTs, logger);
+}
+
+/** SlackThread over @slack/web-api's WebClient (which waits and retries on 429). */
+export class WebSlackThread implements SlackThread {
+  constructor(
+    private readonly client: WebClient,
+    readonly channel: string,
+    readonly threadTs: string,
+    private readonly logger: Logger,
+  ) {}
+
+  get apiUrl(): string {
+    return this.client.slackApiUrl;
+  }
+
+  async post(message: ThreadMessage): Promise<string | undefined> {
+    const response = await this.client.chat.postMessage({
+      channel: this.channel,
+      thread_ts: this.threadTs,
+      text: message.text,
+      ...(message.blocks === undefined ? {} : { blocks: message.blocks }),
+      ...(message.unfurlLinks === false ? { unfurl_links: false } : {}),
+    });
+    return response.ts;
+  }
+
+  async update(ts: string, message: ThreadMessage): Promise<void> {
+    await this.client.chat.update({ channel: this.channel, ts, text: message.text, ...(message.blocks === undefined ? {} : { blocks: message.blocks }) });
+  }
+
+  async setStatus(status: string): Promise<void> {
+    await this.client.assistant.threads.setStatus({ channel_id: this.channel, thread_ts: this.threadTs, status });
+  }
+
+  async uploadFile(file: { filename: string; title: string; content: Buffer; initialComment?: string }): Promise<void> {
+    await this.client.files.uploadV2({
+      channel_id: this.channel,
+      thread_ts: this.threadTs,
+      filename: file.filename,
+      title: file.title,
+      file: file.content,
+      ...(file.initialComment === undefined ? {} : { initial_comment: file.initialComment }),
+    });
+  }
+
+  uploadFiles(files: UploadSource[], options: { initialComment?: string } = {}): Promise<UploadOutcome> {
+    return uploadStreams({ client: this.client, channel: this.channel, threadTs: this.threadTs, files, initialComment: options.initialComment, logger: this.logger });
+  }
+
+  async messageFiles(messageTs: string): Promise<SlackFileRef[]> {
+    const answer = await this.client.conversations.replies({
+      channel: this.channel,
+      ts: this.threadTs,
+      oldest: messageTs,
+      latest: messageTs,
+      inclusive: true,
+      limit: 10,
+    });
+    const message = answer.messages?.find((candidate) => candidate.ts === messageTs);
+    return (message?.files ?? []) as SlackFileRef[];
+  }
+
+  async fileInfo(fileId: string): Promise<SlackFileRef | undefined> {
+    const answer = await this.client.files.info({ file: fileId });
+    return answer.file as SlackFileRef | undefined;
+  }
+}
