@@ -51,11 +51,12 @@ interface TurnProgress {
 }
 
 export async function runTurn(deps: TurnDependencies, turn: TurnContext): Promise<void> {
-  // The session first: a backend may start warming up while the status message is posted.
-  const session = deps.sandbox.session(turn.workspace);
   const status = new StatusMessage(turn.thread, turn.turnId, deps.config.statusIntervalMs, turn.log);
   const progress: TurnProgress = { historySaved: false };
+  let session: SandboxSession | undefined;
   try {
+    // The session first: a backend may start warming up while the status message is posted.
+    session = deps.sandbox.session(turn.workspace);
     await status.start();
     await answer(deps, turn, { session, status, progress });
   } catch (error) {
@@ -68,7 +69,7 @@ export async function runTurn(deps: TurnDependencies, turn: TurnContext): Promis
     deps.statusEdits.track(status.finish(FAILED_TURN.headline), turn.log);
     throw new TurnFailedError(error);
   } finally {
-    await session.release().catch((error: unknown) => turn.log.warn('sandbox session not released', { error: describeError(error) }));
+    await session?.release().catch((error: unknown) => turn.log.warn('sandbox session not released', { error: describeError(error) }));
   }
 }
 
