@@ -1,0 +1,60 @@
+/**
+ * The step protocol (sandbox/runner-protocol.ts) that both backends share: the request they write, the one
+ * check of what the runner wrote back, and the wording of a limit the controller enforced itself.
+ */
+import { describe, expect, test } from 'vitest';
+import { DEFAULT_LIMITS, parseRunnerResult, STEP_TIMEOUT_ERROR, stepRequestJson, stoppedStepResult } from '../controller/sandbox/runner-protocol.js';
+
+const valid = {
+  id: 'step-1',
+  stdout: '42\n',
+  stderr: '',
+  outputTruncated: false,
+  error: null,
+  durationMs: 12,
+  figures: ['figure-1.png'],
+  files: [{ path: 'figure-1.png', change: 'created', size: 100 }],
+  unsaved: [],
+  notes: [],
+};
+
+describe('runner protocol', () => {
+  test('the request file carries the step, its id, the limits and the output bound', () => {
+    const json = stepRequestJson('step-1', { language: 'python', code: 'print(1)', timeoutSec: 30 }, DEFAULT_LIMITS, 1000);
+    expect(JSON.parse(json)).toStrictEqual({ id: 'step-1', language: 'python', code: 'print(1)', timeoutSec: 30, limits: DEFAULT_LIMITS, maxOutputBytes: 1000 });
+    expect(() => stepRequestJson('step-1', { language: 'python', code: 'x', timeoutSec: Number.NaN }, DEFAULT_LIMITS, 1000)).toThrow();
+  });
+
+  test('a valid result becomes the step result, unknown fields dropped', () => {
+    const parsed = parseRunnerResult(JSON.stringify({ ...valid, limit: 'memory', extra: 'ignored' }), 'step-1');
+    const { id: _id, ...fields } = valid;
+    expect(parsed).toStrictEqual({ result: { ...fields, stepId: 'step-1', exitCode: 0, limit: 'memory' } });
+  });
+
+  test('anything else is refused with the reason: not JSON, wrong types, another step’s result', () => {
+    const problem = (text: string, stepId = 'step-1') => {
+      const parsed = parseRunnerResult(text, stepId);
+      return 'problem' in parsed ? parsed.problem : 'accepted';
+    };
+    expect(problem('{not json')).toMatch(/^result\.json is not JSON/);
+    expect(problem(JSON.stringify({ ...valid, durationMs: 'fast' }))).toMatch(/durationMs/);
+    expect(problem(JSON.stringify({ ...valid, files: [{ path: 'a', change: 'renamed', size: 1 }] }))).toMatch(/files/);
+    expect(problem(JSON.stringify({ ...valid, limit: 'patience' }))).toMatch(/limit/);
+    expect(problem(JSON.stringify({ ...valid, error: 'boom' }))).toMatch(/error/);
+    expect(problem(JSON.stringify(valid), 'step-2')).toBe('result.json belongs to step step-1, not step-2');
+  });
+
+  test('a step the controller stopped names its limit with the setting, and the timeout has one name', () => {
+    const limits = { memoryMb: 512, cpuSec: 60, maxProcesses: 32, maxFileMb: 10 };
+    const stopped = (limit: 'timeout' | 'memory' | 'cpu' | 'processes' | 'file_size') =>
+      stoppedStepResult({ stepId: 's', limit, limits, timeoutSec: 30, durationMs: 31_000, exitCode: 137, note: 'lost' });
+    expect(stopped('timeout').error).toStrictEqual({ name: STEP_TIMEOUT_ERROR, value: 'The step was stopped after 30 s (STEP_TIMEOUT_SEC).', traceback: '' });
+    expect(STEP_TIMEOUT_ERROR).toBe('StepTimeout');
+    expect(stopped('memory').error?.value).toMatch(/SANDBOX_MEMORY_MB=512/);
+    expect(stopped('cpu').error?.value).toMatch(/SANDBOX_CPU_SEC=60 s/);
+    expect(stopped('processes').error?.value).toMatch(/SANDBOX_MAX_PROCESSES=32/);
+    expect(stopped('file_size').error?.value).toMatch(/SANDBOX_MAX_FILE_MB=10/);
+    expect(stopped('cpu').error?.name).toBe('LimitExceeded');
+    expect(stopped('timeout')).toMatchObject({ limit: 'timeout', exitCode: 137, durationMs: 31_000, notes: ['lost'], stdout: '', files: [] });
+  });
+});
