@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ConfigError } from './errors.js';
 
 /**
- * The configuration contract (DESIGN.md table + the settings the issues add). Environment variable
+ * The configuration contract (docs/architecture.md, Configuration; every variable: README.md). Environment variable
  * names are a contract with operators and tests: do not rename. `loadConfig(env)` is pure so tests
  * call it with a plain object; main.ts passes process.env.
  */

@@ -17,7 +17,7 @@ import {
 } from './workspace.js';
 
 /**
- * GcsWorkspace (DESIGN.md, Storage layout): one bucket, one prefix per thread.
+ * GcsWorkspace (docs/architecture.md, Storage layout): one bucket, one prefix per thread.
  *   workspaces/<team>/<channel>/<ts>/<path>   the thread's files (the sandbox mounts this prefix)
  *   threads/<team>/<channel>/<ts>/<name>.json controller state, out of the sandbox token's reach
  * State writes use generation preconditions so two controller instances never lose an update.

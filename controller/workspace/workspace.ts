@@ -3,7 +3,7 @@ import { AppError } from '../errors.js';
 import type { ThreadKey } from './thread-key.js';
 
 /**
- * The Workspace seam (DESIGN.md): one thread's files (what its code sees as /workspace) plus the
+ * The Workspace seam (docs/architecture.md, Seams): one thread's files (what its code sees as /workspace) plus the
  * thread's controller state (history, usage), which lives outside the sandbox's reach.
  * Two implementations: LocalWorkspace (a directory tree) and GcsWorkspace (one prefix per thread).
  */
