@@ -83,7 +83,6 @@ export function createGcpClients(config: Config, logger: Logger): GcpClients {
   return { storage, jobsClient, executionsClient, tokenMinter, store, sandbox };
 }
 
-/** What main.ts needs (the workspace store and the sandbox); same as createGcpClients. */
 /**
  * The token source behind the downscoped tokens. STS gives a downscoped token the remaining life of
  * its source token, and the metadata server may hand out a token with only minutes left; so the

@@ -105,7 +105,10 @@ export class Bot implements MentionHandler {
 
   private async run(command: Command, mention: Mention, thread: SlackThread, log: Logger): Promise<void> {
     const workspace = this.deps.store.open(mention.key);
-    if (command === 'download') return void (await runDownloadCommand({ thread, workspace, logger: log }));
+    if (command === 'download') {
+      await runDownloadCommand({ thread, workspace, logger: log });
+      return;
+    }
     if (command === 'notebook') return runNotebookCommand({ thread, workspace, logger: log });
     // Only model turns have a status message with a Stop button.
     const turn = this.running.start(mention.user);
