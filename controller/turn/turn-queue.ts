@@ -7,7 +7,7 @@ import PQueue from 'p-queue';
  */
 export class TurnQueue {
   private readonly global: PQueue;
-  private readonly threads = new Map<string, { queue: PQueue; running: boolean }>();
+  private readonly threads = new Map<string, PQueue>();
 
   constructor(maxConcurrentTurns: number) {
     this.global = new PQueue({ concurrency: maxConcurrentTurns });
@@ -15,40 +15,23 @@ export class TurnQueue {
 
   /** Turns waiting or running for this thread (0 = idle). */
   depth(thread: string): number {
-    const entry = this.threads.get(thread);
-    return entry === undefined ? 0 : entry.queue.size + entry.queue.pending;
-  }
-
-  /** True while one of this thread's turns is running (not merely queued). */
-  isRunning(thread: string): boolean {
-    return this.threads.get(thread)?.running ?? false;
+    const queue = this.threads.get(thread);
+    return queue === undefined ? 0 : queue.size + queue.pending;
   }
 
   /** Schedules `work` after every earlier turn of the same thread; resolves with its result. */
   enqueue<T>(thread: string, work: () => Promise<T>): Promise<T> {
-    let entry = this.threads.get(thread);
-    if (entry === undefined) {
-      entry = { queue: new PQueue({ concurrency: 1 }), running: false };
-      this.threads.set(thread, entry);
+    let queue = this.threads.get(thread);
+    if (queue === undefined) {
+      queue = new PQueue({ concurrency: 1 });
+      this.threads.set(thread, queue);
     }
-    const current = entry;
-    const result = current.queue.add(
-      () =>
-        this.global.add(async () => {
-          current.running = true;
-          try {
-            return await work();
-          } finally {
-            current.running = false;
-          }
-        }),
-    ) as Promise<T>;
+    const current = queue;
+    const result = current.add(() => this.global.add(work)) as Promise<T>;
     void result
       .catch(() => {})
       .finally(() => {
-        if (current.queue.size === 0 && current.queue.pending === 0 && this.threads.get(thread) === current) {
-          this.threads.delete(thread);
-        }
+        if (current.size === 0 && current.pending === 0 && this.threads.get(thread) === current) this.threads.delete(thread);
       });
     return result;
   }
@@ -56,13 +39,9 @@ export class TurnQueue {
   /** Resolves when every queued and running turn has finished. */
   async onIdle(): Promise<void> {
     while (this.threads.size > 0 || this.global.size > 0 || this.global.pending > 0) {
-      await Promise.all([...this.threads.values()].map((entry) => entry.queue.onIdle()));
+      await Promise.all([...this.threads.values()].map((queue) => queue.onIdle()));
       await this.global.onIdle();
       await new Promise((resolve) => setImmediate(resolve));
     }
-  }
-
-  get activeThreads(): number {
-    return this.threads.size;
   }
 }

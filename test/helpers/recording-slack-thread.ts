@@ -3,6 +3,7 @@ import type { KnownBlock } from '@slack/types';
 import type { UploadOutcome, UploadSource } from '../../controller/slack/file-upload.js';
 import type { SlackFileRef } from '../../controller/slack/mention.js';
 import type { SlackThread, SlackThreadFactory, ThreadMessage } from '../../controller/slack/slack-thread.js';
+import { STOP_ACTION_ID } from '../../controller/slack/status-message.js';
 
 /**
  * A SlackThread that records what the bot does in one thread, for in-process tests of the turn (no HTTP).
@@ -182,7 +183,7 @@ function checkMessage(message: ThreadMessage): void {
 export function stopButtonValue(message: RecordedMessage | undefined): string | undefined {
   for (const block of message?.blocks ?? []) {
     if (block.type !== 'actions') continue;
-    for (const element of block.elements) if (element.type === 'button' && element.action_id === 'stop_turn') return element.value;
+    for (const element of block.elements) if (element.type === 'button' && element.action_id === STOP_ACTION_ID) return element.value;
   }
   return undefined;
 }
