@@ -4,7 +4,7 @@ import type { ResourceLimits, StepLimitKind, StepRequest, StepResult } from './s
 
 /**
  * The step protocol between the controller and sandbox-image/runner.py, the same for both backends
- * (docs/architecture.md, Step protocol). The controller writes
+ * (docs/architecture.md, Step protocol; the wire format: docs/runner-protocol.md). The controller writes
  * `.oi/steps/<id>/request.json` (StepRequestFile) into the workspace, starts
  * `runner.py --workspace <dir> --step <id>`, and reads `.oi/steps/<id>/result.json` (RunnerResultFile).
  * runner.py exits 0 when the user's code raised (that is data), non-zero only when the runner itself failed.
