@@ -50,6 +50,9 @@ class StepProcesses:
             self._reap()
             alive = self._living_others() if self.kill_all else self._living_descendants()
             if not alive:
+                # What died since the reap above is now a zombie of ours (the subreaper): reap it too, so
+                # /proc shows nothing of the step once the result is written.
+                self._reap()
                 return
             if self.kill_all:
                 _kill(-1)
