@@ -2,7 +2,7 @@
  * `npm run bench`: measures the bot's speed and footprint, each figure beside its baseline measured in
  * the same run, prints one table, writes bench/results/latest.json and compares with
  * bench/results/baseline.json when present. Nothing here is asserted: machines are noisy; read the
- * ratios. Method of each figure: the comment at the top of its file; summary: docs/benchmarks.md.
+ * ratios. Method of each figure: the comment at the top of its file; summary: bench/README.md.
  *
  *   npm run bench                      full run (a few minutes on 2 cores)
  *   npm run bench -- --quick           smaller sizes, for a smoke run
@@ -142,7 +142,7 @@ async function main(): Promise<void> {
   if (previous !== undefined && previous.quick !== args.quick) {
     console.log(`(vs baseline.json: that file is a ${previous.quick ? 'quick' : 'full'} run, this one is ${args.quick ? 'quick' : 'full'}: sizes differ)`);
   }
-  for (const [name, count] of warnings) console.log(`warnings: ${count}x ${name} (see docs/benchmarks.md)`);
+  for (const [name, count] of warnings) console.log(`warnings: ${count}x ${name} (see bench/README.md)`);
   writeResults(args.out, results);
   if (args.saveBaseline) writeResults(baselinePath, results);
   console.log(`results: ${args.out}${args.saveBaseline ? ` and ${baselinePath}` : ''} (${results.environment.seconds} s)`);

@@ -1,4 +1,4 @@
-"""Runs a thread's code (DESIGN.md "The step protocol"; the wire format is in docs/runner-protocol.md).
+"""Runs a thread's code (the wire format and the step protocol: docs/runner-protocol.md).
 
     runner.py --workspace DIR --step ID [--user UID:GID] [--own-pid-namespace]
     runner.py --workspace DIR --session [--user UID:GID] [--own-pid-namespace] [--limits JSON]
