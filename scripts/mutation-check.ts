@@ -115,6 +115,15 @@ const MUTATIONS: Mutation[] = [
     tests: ['test/files-in.test.ts'],
     name: 'files missing from the event',
   },
+  {
+    id: 'gcs-retry-conditional',
+    what: "the Storage client keeps the library's RetryConditional",
+    file: 'controller/gcp/gcp-clients.ts',
+    search: 'retryOptions: { idempotencyStrategy: IdempotencyStrategy.RetryAlways },',
+    replace: 'retryOptions: { idempotencyStrategy: IdempotencyStrategy.RetryConditional },',
+    tests: ['test/gcs-workspace.test.ts'],
+    name: 'survives one injected 503|still retries reads',
+  },
 ];
 
 type Outcome = 'caught' | 'MISSED' | 'stale' | 'error';

@@ -226,24 +226,34 @@ describe('GcsWorkspace when GCS answers 429 or 503', () => {
     expect(fake.names(BUCKET)).toStrictEqual([]);
   });
 
-  // Known defect, kept visible until the controller fixes it (docs/testing.md): GcsWorkspace.write saves without a
-  // precondition, so under the library's default RetryConditional strategy a 503 is not retried; worse, the library
-  // then leaves retries switched off on the shared Storage client. Building the client with
-  // `retryOptions: { idempotencyStrategy: IdempotencyStrategy.RetryAlways }` fixes both (whole-object writes are safe
-  // to repeat). When it is fixed these fail: turn `it.fails` into `it`.
-  it.fails('a workspace file write survives one injected 503', async () => {
+  // The controller's Storage client retries every request (createStorage: RetryAlways). Under the library's default
+  // RetryConditional a write without a precondition was not retried on a 503, and the library then left retries
+  // switched off on the shared client, so a later read failed on its first 503 too.
+  it('a workspace file write survives one injected 503', async () => {
     const workspace = productionStore().open(threadA);
     fake.injectFailures(503, 1);
     await workspace.write('data.csv', 'a,b\n');
     expect(uploadStatuses()).toStrictEqual([503, 200]);
   });
 
-  it.fails('after a failed file write the client still retries reads', async () => {
+  it('after a file write met a 503 the client still retries reads', async () => {
     const workspace = productionStore().open(threadA);
     await workspace.write('data.csv', 'a,b\n');
     fake.injectFailures(503, 1);
     await workspace.write('other.csv', 'c\n').catch(() => {});
     fake.injectFailures(503, 1);
     expect((await workspace.list()).map((entry) => entry.path)).toContain('data.csv');
+  });
+
+  it('a file delete (no precondition either) survives one injected 503, and reads after it are still retried', async () => {
+    const workspace = productionStore().open(threadA);
+    await workspace.write('data.csv', 'a,b\n');
+    await workspace.write('other.csv', 'c\n');
+    fake.requests.length = 0;
+    fake.injectFailures(503, 1, (request) => request.method === 'DELETE');
+    await workspace.delete('other.csv');
+    expect(fake.requests.filter((request) => request.method === 'DELETE').map((request) => request.status)).toStrictEqual([503, 204]);
+    fake.injectFailures(503, 1);
+    expect((await workspace.list()).map((entry) => entry.path)).toStrictEqual(['data.csv']);
   });
 });

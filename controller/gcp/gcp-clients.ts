@@ -1,5 +1,5 @@
 import { v2 } from '@google-cloud/run';
-import { Storage } from '@google-cloud/storage';
+import { IdempotencyStrategy, Storage } from '@google-cloud/storage';
 import { GoogleAuth, Impersonated, PassThroughClient, type AuthClient } from 'google-auth-library';
 import { stepLimits, type Config } from '../config.js';
 import { ConfigError } from '../errors.js';
@@ -31,9 +31,21 @@ export interface GcpClients {
 /**
  * The Storage client: Application Default Credentials in production; a custom endpoint (emulator,
  * tests) is used without credentials. Shared by the bot and the retention command.
+ *
+ * Retries: `RetryAlways`. Under the library's default (`RetryConditional`) a write or delete without a
+ * precondition is not retried on a 429/503, and the library switches `autoRetry` off on this shared client while
+ * such a request runs and does not always switch it back, so later requests lose their retries too (verified in
+ * test/gcs-workspace.test.ts). Every write here is safe to repeat: a whole-object save writes the same bytes again,
+ * a delete ignores "not found", and state writes carry a generation precondition, which a repeat after a lost
+ * answer turns into a 412 the caller already handles as a conflict
+ * (https://cloud.google.com/storage/docs/retry-strategy#idempotency).
  */
 export function createStorage(apiEndpoint: string | undefined, projectId?: string): Storage {
-  return new Storage({ ...(apiEndpoint === undefined ? {} : { apiEndpoint }), ...(projectId === undefined ? {} : { projectId }) });
+  return new Storage({
+    ...(apiEndpoint === undefined ? {} : { apiEndpoint }),
+    ...(projectId === undefined ? {} : { projectId }),
+    retryOptions: { idempotencyStrategy: IdempotencyStrategy.RetryAlways },
+  });
 }
 
 export function createGcpClients(config: Config, logger: Logger): GcpClients {
