@@ -6,6 +6,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { defaultJobSettings, jobResource, taskTemplate, writeEntrypointTimings, type FakeJobSettings } from './cloud-run-job.js';
 import type { FakeGcs } from './fake-gcs.js';
 import { mountPrefix, syncBack } from './fake-gcsfuse.js';
 import { closeServer, listenLocal, readBody, sendJson } from './http-helpers.js';
@@ -15,11 +16,15 @@ import { closeServer, listenLocal, readBody, sendJson } from './http-helpers.js'
  * with `fallback: true`: `POST /v2/projects/P/locations/R/jobs/J:run` returns a long-running
  * Operation whose metadata is the Execution, `GET /v2/projects/P/locations/R/operations/ID` polls it,
  * `POST /v2/<execution>:cancel` cancels (a finished execution is refused with 400 FAILED_PRECONDITION, as the real
- * API refuses a request the resource's state does not allow: https://cloud.google.com/apis/design/errors).
+ * API refuses a request the resource's state does not allow: https://cloud.google.com/apis/design/errors),
+ * `GET /v2/<execution>` reads one back (its task template carries the run's env overrides), and the job answers
+ * `GET` and `:testIamPermissions` (cloud-run-job.ts; a job of another name is 404 NOT_FOUND).
  * Executions report `createTime`, `startTime`, `completionTime` and `conditions` like the v2 Execution resource
  * (https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.jobs.executions). In `normal` mode a run really executes: the thread's objects
  * (OI_PREFIX) are copied out of FakeGcs into a temporary directory, `runner.py --workspace DIR --step
- * OI_STEP_ID` runs there with a clean environment, and changes are copied back (see fake-gcsfuse.ts).
+ * OI_STEP_ID` runs there with a clean environment, and changes are copied back (see fake-gcsfuse.ts). Like the
+ * real token, the run's OI_TOKEN then reaches only its OI_PREFIX in FakeGcs (gcs-access.ts); with OI_TIMINGS=1 the
+ * entrypoint's timings file is written first.
  * Anything unexpected answers 501 and is recorded in `unexpected`; a run whose overrides break the
  * isolation rules (wrong token, a SLACK_/OPENAI_ variable) answers 400 and is recorded in `violations`.
  */
@@ -35,6 +40,8 @@ export interface RecordedRun {
 
 interface Execution {
   name: string;
+  env: Record<string, string>;
+  timeoutSec: number;
   operationName: string;
   createdAt: Date;
   completedAt?: Date;
@@ -61,6 +68,9 @@ export class FakeCloudRun {
   readonly refusedCancels: string[] = [];
   /** Output of the last runner process, for debugging a failing test. */
   lastRunnerOutput = '';
+  /** The job as `GET` and `:testIamPermissions` describe it. */
+  readonly jobSettings: FakeJobSettings = defaultJobSettings();
+  private readonly jobCreated = new Date();
   private readonly executions = new Map<string, Execution>();
   private server: Server | undefined;
 
@@ -101,6 +111,16 @@ export class FakeCloudRun {
     const run = /^\/v2\/(projects\/[^/]+\/locations\/[^/]+\/jobs\/[^/:]+):run$/.exec(path);
     const operation = /^\/v2\/(projects\/[^/]+\/locations\/[^/]+\/operations\/[^/:]+)$/.exec(path);
     const cancel = /^\/v2\/(projects\/[^/]+\/locations\/[^/]+\/jobs\/[^/]+\/executions\/[^/:]+):cancel$/.exec(path);
+    const jobName = `${location}/jobs/${job}`;
+    if (request.method === 'GET' && path === `/v2/${jobName}`) return reply(200, jobResource(jobName, this.jobSettings, this.jobCreated));
+    if (request.method === 'POST' && path === `/v2/${jobName}:testIamPermissions`) {
+      const asked = (JSON.parse(body.toString('utf8') || '{}') as { permissions?: string[] }).permissions ?? [];
+      return reply(200, { permissions: asked.filter((permission) => this.jobSettings.permissions.includes(permission)) });
+    }
+    const jobPath = /^\/v2\/(projects\/[^/]+\/locations\/[^/]+\/jobs\/[^/:]+)(?::testIamPermissions)?$/.exec(path);
+    if (jobPath) return reply(404, googleError(404, 'NOT_FOUND', `Resource '${jobPath[1]}' was not found`));
+    const execution = request.method === 'GET' ? this.executions.get(path.slice('/v2/'.length)) : undefined;
+    if (execution !== undefined) return reply(200, executionResource(execution, this.jobSettings));
     if (request.method === 'POST' && run) {
       if (run[1] !== `${location}/jobs/${job}`) return reply(404, googleError(404, 'NOT_FOUND', `Resource '${run[1]}' was not found`));
       const started = this.startRun(JSON.parse(body.toString('utf8') || '{}') as RunJobBody);
@@ -121,7 +141,7 @@ export class FakeCloudRun {
       }
       this.cancelledExecutions.push(execution.name);
       execution.finish('cancelled');
-      return reply(200, { name: `${location}/operations/${randomUUID()}`, metadata: executionResource(execution), done: false });
+      return reply(200, { name: `${location}/operations/${randomUUID()}`, metadata: executionResource(execution, this.jobSettings), done: false });
     }
     this.unexpected.push(`${request.method} ${url.pathname}${url.search}`);
     reply(501, googleError(501, 'UNIMPLEMENTED', `fake-cloud-run does not understand ${request.method} ${url.pathname}`));
@@ -142,6 +162,8 @@ export class FakeCloudRun {
     const name = `projects/${project}/locations/${region}/jobs/${job}/executions/${job}-${randomUUID().slice(0, 5)}`;
     const execution: Execution = {
       name,
+      env,
+      timeoutSec,
       operationName: `projects/${project}/locations/${region}/operations/${randomUUID()}`,
       createdAt: new Date(),
       done: false,
@@ -181,6 +203,8 @@ export class FakeCloudRun {
     const dir = await mkdtemp(join(tmpdir(), 'fake-cloud-run-'));
     try {
       const snapshot = await mountPrefix(this.options.gcs, bucket, prefix, dir);
+      this.options.gcs.access.bindToPrefix(env.OI_TOKEN!, prefix);
+      if (env.OI_TIMINGS === '1') await writeEntrypointTimings(dir, env.OI_STEP_ID!, execution.createdAt.getTime());
       const runner = [this.options.python ?? '/usr/bin/python3', this.options.runnerPath ?? defaultRunner, '--workspace', dir, '--step', env.OI_STEP_ID!];
       const [command, args, identity] = await separateFromController(runner, dir);
       const child = spawn(command, args, {
@@ -208,7 +232,7 @@ export class FakeCloudRun {
   }
 
   private operation(execution: Execution): Record<string, unknown> {
-    const resource = executionResource(execution);
+    const resource = executionResource(execution, this.jobSettings);
     const operation: Record<string, unknown> = { name: execution.operationName, metadata: resource, done: execution.done };
     if (execution.done && execution.error !== undefined) operation.error = execution.error;
     else if (execution.done) operation.response = resource;
@@ -250,7 +274,7 @@ async function chownTree(path: string, uid: number, gid: number): Promise<void> 
   for (const child of await readdir(path)) await chownTree(join(path, child), uid, gid);
 }
 
-function executionResource(execution: Execution): Record<string, unknown> {
+function executionResource(execution: Execution, job: FakeJobSettings): Record<string, unknown> {
   const created = execution.createdAt.toISOString();
   const completed = execution.completedAt?.toISOString();
   return {
@@ -266,6 +290,7 @@ function executionResource(execution: Execution): Record<string, unknown> {
     parallelism: 1,
     taskCount: 1,
     reconciling: !execution.done,
+    template: taskTemplate(job, Object.entries(execution.env).map(([name, value]) => ({ name, value })), execution.timeoutSec),
     conditions: executionConditions(execution, created, completed),
     observedGeneration: '1',
     runningCount: execution.done ? 0 : 1,

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { crc32cBase64 } from './crc32c.js';
+import { bearerToken, GcsAccess } from './gcs-access.js';
 import {
   checkObjectName,
   compareNames,
@@ -25,7 +26,8 @@ export type { FakeObject } from './gcs-wire.js';
  * A small GCS JSON API server on 127.0.0.1: the subset @google-cloud/storage uses for our
  * GcsWorkspace (bucket get; object insert media / multipart / resumable in chunks; metadata get;
  * media download with optional range; list with prefix, delimiter and pages; delete;
- * ifGenerationMatch preconditions incl. 0). Objects live in memory. Object names GCS refuses are
+ * ifGenerationMatch preconditions incl. 0; bucket testIamPermissions). Objects live in memory. Tokens a test
+ * declares in `access` are held to what Google would allow them (gcs-access.ts). Object names GCS refuses are
  * refused (gcs-wire.ts). `injectFailures` answers 429 or 503 on demand, as GCS does under load.
  * Anything else is answered 501 and recorded in `unexpected` (501, not 500, so the client fails at
  * once instead of retrying).
@@ -61,12 +63,16 @@ export class FakeGcs {
   readonly buckets = new Map<string, Map<string, FakeObject>>();
   readonly requests: RecordedRequest[] = [];
   readonly unexpected: RecordedRequest[] = [];
+  /** What declared bearer tokens may do (downscoped tokens, accounts without roles); others may do anything. */
+  readonly access = new GcsAccess();
   /** Page size for listing (small values exercise the client's pagination). */
   pageSize = 1000;
   private readonly sessions = new Map<string, UploadSession>();
   private readonly injections: Injection[] = [];
   private server: Server | undefined;
   private baseUrl = '';
+  /** The bearer token of the upload request being routed (route() and insert() run without awaiting in between). */
+  private uploadToken: string | undefined;
 
   constructor(bucketNames: string[] = ['test-bucket']) {
     for (const name of bucketNames) this.buckets.set(name, new Map());
@@ -140,7 +146,7 @@ export class FakeGcs {
         injection.remaining -= 1;
         throw transientError(injection.status);
       }
-      const result = this.route(request, url, query, body);
+      const result = this.route(request, url, query, body, bearerToken(request));
       record.status = result.status;
       response.writeHead(result.status, result.headers ?? {});
       response.end(result.body);
@@ -159,7 +165,7 @@ export class FakeGcs {
     }
   }
 
-  private route(request: IncomingMessage, url: URL, query: Record<string, string>, body: Buffer): Reply {
+  private route(request: IncomingMessage, url: URL, query: Record<string, string>, body: Buffer, token: string | undefined): Reply {
     const method = request.method ?? '';
     // Split the raw path: object names arrive percent-encoded, slashes included.
     const parts = url.pathname.split('/').slice(1);
@@ -167,6 +173,7 @@ export class FakeGcs {
     if (parts[0] === 'upload' && parts.slice(1, 4).join('/') === 'storage/v1/b' && parts[5] === 'o' && parts.length === 6) {
       const bucket = decodeURIComponent(parts[4]!);
       this.bucket(bucket);
+      this.uploadToken = token;
       if (method === 'POST' && query.uploadType === 'multipart') return this.insertMultipart(bucket, query, request, body);
       if (method === 'POST' && query.uploadType === 'media') return this.insert(bucket, requireName(query), body, query, request.headers['content-type']);
       if (method === 'POST' && query.uploadType === 'resumable') return this.startResumable(bucket, query, request, body);
@@ -176,11 +183,21 @@ export class FakeGcs {
     if (parts.slice(0, 3).join('/') !== 'storage/v1/b' || parts[3] === undefined) throw unexpected();
     const bucketName = decodeURIComponent(parts[3]);
     if (!this.buckets.has(bucketName)) throw new HttpError(404, 'notFound', `The specified bucket does not exist: ${bucketName}`);
-    if (parts.length === 4 && method === 'GET') return json(200, { kind: 'storage#bucket', id: bucketName, name: bucketName, location: 'US', storageClass: 'STANDARD' });
+    if (parts.length === 6 && parts[4] === 'iam' && parts[5] === 'testPermissions' && method === 'GET') {
+      const permissions = this.access.heldPermissions(token, url.searchParams.getAll('permissions'));
+      return json(200, { kind: 'storage#testIamPermissionsResponse', ...(permissions.length > 0 ? { permissions } : {}) });
+    }
+    if (parts.length === 4 && method === 'GET') {
+      this.access.check(token, bucketName, { kind: 'bucket' });
+      return json(200, { kind: 'storage#bucket', id: bucketName, name: bucketName, location: 'US', storageClass: 'STANDARD' });
+    }
     if (parts[4] !== 'o') throw unexpected();
+    if (parts.length === 5 && method === 'GET') this.access.check(token, bucketName, { kind: 'list', prefix: query.prefix ?? '' });
     if (parts.length === 5 && method === 'GET') return this.list(bucketName, query);
     if (parts.length !== 6) throw unexpected();
     const name = decodeURIComponent(parts[5]!);
+    const permission = method === 'DELETE' ? 'storage.objects.delete' : 'storage.objects.get';
+    this.access.check(token, bucketName, { kind: 'object', name, permission });
     if (method === 'GET') return this.get(bucketName, name, query, request);
     if (method === 'DELETE') {
       const object = this.existing(bucketName, name, query);
@@ -260,6 +277,7 @@ export class FakeGcs {
   }
 
   private insert(bucket: string, name: string, data: Buffer, query: Record<string, string>, contentType: string | undefined, metadata?: Record<string, string>): Reply {
+    this.access.check(this.uploadToken, bucket, { kind: 'object', name, permission: 'storage.objects.create' });
     this.checkPreconditions(this.bucket(bucket).get(name), query);
     const object = this.put(bucket, name, data, { contentType: contentType ?? 'application/octet-stream', metadata });
     return json(200, objectResource(bucket, name, object));
@@ -322,5 +340,4 @@ export class FakeGcs {
   get openUploadSessions(): number {
     return this.sessions.size;
   }
-
 }
