@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { LogLevel, WebClient } from '@slack/web-api';
 import OpenAI from 'openai';
 import { loadConfig, type Config } from '../controller/config.js';
-import { createBot } from '../controller/create-bot.js';
+import { createBot, sandboxLibraries } from '../controller/create-bot.js';
 import { silentLogger } from '../controller/logger.js';
 import type { Sandbox, SandboxSession, StepResult } from '../controller/sandbox/sandbox.js';
 import type { Mention } from '../controller/slack/mention.js';
@@ -117,7 +117,9 @@ export async function startInProcessBot(options: { sandbox: Sandbox; env?: Recor
   const client = new WebClient(config.slack.botToken, { slackApiUrl: config.slack.apiUrl, logLevel: LogLevel.ERROR });
   const openai = new OpenAI({ apiKey: config.openai.apiKey, baseURL: config.openai.baseUrl, maxRetries: 3, timeout: 180_000 });
   const store = new LocalWorkspaceStore(config.storage.backend === 'local' ? config.storage.dataDir : dataDir);
-  const bot = createBot(config, { slack: client, openai, store, sandbox: options.sandbox, logger: silentLogger });
+  // The libraries main.ts would name for this configuration (the local sandbox's Python, probed once and cached).
+  const { libraries } = await sandboxLibraries(config, { searchPath: process.env.PATH ?? '', cacheDir: join(tmpdir(), 'oi-bench-cache') });
+  const bot = createBot(config, { slack: client, openai, store, sandbox: options.sandbox, logger: silentLogger, libraries });
   return {
     bot,
     config,

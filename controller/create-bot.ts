@@ -1,10 +1,11 @@
 import type { WebClient } from '@slack/web-api';
 import type OpenAI from 'openai';
 import { OpenAIChatModel } from './agent/chat-model.js';
-import { preinstalledLibraries } from './agent/requirements.js';
+import { probeLibraries, recordedLibraries, type LibraryList, type LibraryVersions } from './agent/libraries.js';
 import { buildSystemPrompt } from './agent/system-prompt.js';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
+import { resolvePython } from './sandbox/local/python.js';
 import type { Sandbox } from './sandbox/sandbox.js';
 import { webSlackThreads } from './slack/slack-thread.js';
 import { Bot } from './turn/bot.js';
@@ -17,6 +18,18 @@ export interface BotClients {
   store: WorkspaceStore;
   sandbox: Sandbox;
   logger: Logger;
+  /** What the sandbox can import (sandboxLibraries): the system prompt names these and nothing else. */
+  libraries: LibraryVersions;
+}
+
+/**
+ * The libraries the configured sandbox can import (agent/libraries.ts): the Cloud Run image's recorded list, or a
+ * probe of the local sandbox's Python (the interpreter LocalSandbox runs; resolvePython answers from its cache).
+ */
+export async function sandboxLibraries(config: Pick<Config, 'sandbox'>, options: { searchPath: string; cacheDir?: string }): Promise<LibraryList> {
+  if (config.sandbox.backend === 'cloudrun') return recordedLibraries();
+  const python = resolvePython(config.sandbox.python, options.searchPath).executable;
+  return probeLibraries({ python, cacheDir: options.cacheDir });
 }
 
 /**
@@ -33,7 +46,7 @@ export function createBot(config: Config, clients: BotClients): Bot {
     sandbox: clients.sandbox,
     logger: clients.logger,
     systemPrompt: buildSystemPrompt({
-      libraries: preinstalledLibraries(),
+      libraries: clients.libraries,
       maxSteps: config.limits.maxStepsPerTurn,
       stepTimeoutSec: config.limits.stepTimeoutSec,
       network,

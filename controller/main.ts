@@ -1,6 +1,9 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import OpenAI from 'openai';
+import type { LibraryList } from './agent/libraries.js';
 import { loadConfig, stepLimits, type Config } from './config.js';
-import { createBot } from './create-bot.js';
+import { createBot, sandboxLibraries } from './create-bot.js';
 import { ConfigError, describeError } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
 import type { Sandbox } from './sandbox/sandbox.js';
@@ -19,11 +22,15 @@ import type { WorkspaceStore } from './workspace/workspace.js';
 async function main(): Promise<void> {
   const config = configOrExit();
   const logger = createLogger({ level: config.logLevel });
-  const { store, sandbox } = await createBackends(config, logger);
+  const [{ store, sandbox }, libraries] = await Promise.all([
+    createBackends(config, logger),
+    sandboxLibraries(config, { searchPath: process.env.PATH ?? '', cacheDir: cacheDirectory() }),
+  ]);
+  logLibraries(logger, libraries, config);
   const openai = new OpenAI({ apiKey: config.openai.apiKey, baseURL: config.openai.baseUrl, maxRetries: 3, timeout: 180_000 });
   const health = new HealthState();
   const slack = createSlackApp(config, logger, health);
-  const bot = createBot(config, { slack: slack.app.client, openai, store, sandbox, logger });
+  const bot = createBot(config, { slack: slack.app.client, openai, store, sandbox, logger, libraries: libraries.libraries });
   registerListeners(slack.app, bot, { replyWithoutMention: config.replyWithoutMention, logger });
 
   await slack.start();
@@ -49,6 +56,19 @@ function configOrExit(): Config {
       process.exit(1);
     }
     throw error;
+  }
+}
+
+/** Where the local library probe keeps its answer per interpreter (XDG's cache folder). */
+function cacheDirectory(): string {
+  return join(process.env.XDG_CACHE_HOME ?? join(process.env.HOME ?? homedir(), '.cache'), 'slack-code-interpreter');
+}
+
+function logLibraries(logger: Logger, list: LibraryList, config: Config): void {
+  const names = Object.keys(list.libraries);
+  logger.info('sandbox libraries', { source: list.source, count: names.length, libraries: names.join(' ') });
+  if (list.source === 'guaranteed' && config.sandbox.backend === 'cloudrun') {
+    logger.warn('sandbox-image/libraries.json not found: the model is told only of dill, matplotlib, numpy and pandas (docs/deploy.md, step 5)');
   }
 }
 
