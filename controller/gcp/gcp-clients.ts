@@ -48,6 +48,29 @@ export function createStorage(apiEndpoint: string | undefined, projectId?: strin
   });
 }
 
+type CloudRunClientOptions = NonNullable<ConstructorParameters<typeof v2.JobsClient>[0]>;
+
+/**
+ * One transport for Cloud Run in production and in tests: REST (`fallback: true`), the Admin API v2's JSON over
+ * HTTPS (https://cloud.google.com/run/docs/reference/rest), so the requests the fakes check are the requests
+ * production sends. Production: run.googleapis.com with Application Default Credentials (google-gax builds a
+ * GoogleAuth when no auth client is given). Tests and emulators: only the endpoint differs, and no credentials
+ * are used. (The library's default gRPC transport was never exercised by a test.)
+ */
+export function cloudRunClientOptions(project: string, endpoint: string | undefined): CloudRunClientOptions {
+  const common = { projectId: project, fallback: true };
+  if (endpoint === undefined) return common;
+  const url = new URL(endpoint);
+  return {
+    ...common,
+    apiEndpoint: url.hostname,
+    port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
+    protocol: url.protocol.replace(':', ''),
+    authClient: new PassThroughClient(),
+    // google-gax types authClient against its own copy of google-auth-library; the object is the same.
+  } as unknown as CloudRunClientOptions;
+}
+
 export function createGcpClients(config: Config, logger: Logger): GcpClients {
   if (config.storage.backend !== 'gcs' || config.sandbox.backend !== 'cloudrun') {
     throw new ConfigError('Configuration error: STORAGE_BACKEND=gcs and SANDBOX_BACKEND=cloudrun go together');
@@ -56,20 +79,7 @@ export function createGcpClients(config: Config, logger: Logger): GcpClients {
   const { project, region, job, apiEndpoint: runEndpoint } = config.sandbox;
 
   const storage = createStorage(config.storage.apiEndpoint, project);
-
-  let runOptions: ConstructorParameters<typeof v2.JobsClient>[0] = { projectId: project };
-  if (runEndpoint !== undefined) {
-    const url = new URL(runEndpoint);
-    runOptions = {
-      projectId: project,
-      fallback: true,
-      apiEndpoint: url.hostname,
-      port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
-      protocol: url.protocol.replace(':', ''),
-      authClient: new PassThroughClient(),
-      // google-gax types authClient against its own copy of google-auth-library; the object is the same.
-    } as unknown as ConstructorParameters<typeof v2.JobsClient>[0];
-  }
+  const runOptions = cloudRunClientOptions(project, runEndpoint);
   const jobsClient = new v2.JobsClient(runOptions);
   const executionsClient = new v2.ExecutionsClient(runOptions);
 
