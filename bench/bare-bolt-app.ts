@@ -6,10 +6,14 @@
  */
 import { loadConfig } from '../controller/config.js';
 import { silentLogger } from '../controller/logger.js';
+import { checkSlackTokens } from '../controller/slack/slack-auth.js';
 import { createSlackApp, HealthState } from '../controller/slack/slack-app.js';
 
 const config = loadConfig(process.env);
-const slack = createSlackApp(config, silentLogger, new HealthState());
+// As main.ts: Slack's auth.test answer first, so Bolt starts without calling it again.
+const { identity, problems } = await checkSlackTokens(config.slack);
+if (identity === undefined) throw new Error(problems.join('\n'));
+const slack = createSlackApp(config, silentLogger, new HealthState(), identity);
 slack.app.event('app_mention', async () => {});
 await slack.start();
 process.on('SIGTERM', () => {

@@ -142,7 +142,7 @@ export interface Config {
 }
 
 /** The per-step resource limits both sandboxes apply (SANDBOX_MEMORY_MB, _CPU_SEC, _MAX_PROCESSES, _MAX_FILE_MB). */
-export function stepLimits(config: Config): { memoryMb: number; cpuSec: number; maxProcesses: number; maxFileMb: number } {
+export function stepLimits(config: Pick<Config, 'limits'>): { memoryMb: number; cpuSec: number; maxProcesses: number; maxFileMb: number } {
   const { memoryMb, cpuSec, maxProcesses, maxFileMb } = config.limits;
   return { memoryMb, cpuSec, maxProcesses, maxFileMb };
 }
@@ -165,14 +165,37 @@ function raw(env: Record<string, string | undefined>, name: keyof Env): string |
   return value === undefined || value === '' ? undefined : value;
 }
 
+/** The bucket names GCS accepts, as the sandbox's entrypoint checks them (https://cloud.google.com/storage/docs/buckets#naming). */
+const BUCKET_NAME = /^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/;
+
 /** Checks that involve several variables; run on the raw values so they are reported beside the schema's. */
 function storageProblems(env: Record<string, string | undefined>): string[] {
-  if (raw(env, 'STORAGE_BACKEND') === 'gcs' && raw(env, 'GCS_BUCKET') === undefined) return ['GCS_BUCKET is required when STORAGE_BACKEND=gcs'];
+  if (raw(env, 'STORAGE_BACKEND') !== 'gcs') return [];
+  const bucket = raw(env, 'GCS_BUCKET');
+  if (bucket === undefined) return ['GCS_BUCKET is required when STORAGE_BACKEND=gcs'];
+  if (!BUCKET_NAME.test(bucket)) return ['GCS_BUCKET is invalid: a bucket name of lowercase letters, digits, - _ and . (without gs://), such as my-project-oi-workspaces'];
   return [];
 }
 
+/** SANDBOX_BACKEND=cloudrun: the job, and emulator endpoints that come in pairs (an emulated job gets a fixed token, which only an emulated bucket accepts). */
+function cloudRunProblems(env: Record<string, string | undefined>, storage: string): string[] {
+  const problems: string[] = [];
+  if (storage !== 'gcs') problems.push('SANDBOX_BACKEND is cloudrun, which needs STORAGE_BACKEND=gcs (the job reads the thread from GCS)');
+  for (const name of ['GCP_PROJECT', 'GCP_REGION', 'SANDBOX_JOB'] as const) {
+    if (raw(env, name) === undefined) problems.push(`${name} is required when SANDBOX_BACKEND=cloudrun`);
+  }
+  if ((raw(env, 'CLOUD_RUN_API_ENDPOINT') === undefined) !== (raw(env, 'GCS_API_ENDPOINT') === undefined)) {
+    problems.push('CLOUD_RUN_API_ENDPOINT and GCS_API_ENDPOINT go together (emulators and tests): set both or neither');
+  }
+  return problems;
+}
+
 function crossFieldProblems(env: Record<string, string | undefined>): string[] {
-  const problems = storageProblems(env);
+  return [...slackProblems(env), ...backendProblems(env)];
+}
+
+function slackProblems(env: Record<string, string | undefined>): string[] {
+  const problems: string[] = [];
   const botToken = raw(env, 'SLACK_BOT_TOKEN');
   const appToken = raw(env, 'SLACK_APP_TOKEN');
   if (botToken !== undefined && !botToken.startsWith('xoxb-')) {
@@ -182,15 +205,14 @@ function crossFieldProblems(env: Record<string, string | undefined>): string[] {
     problems.push('SLACK_SIGNING_SECRET is required in HTTP mode (or set SLACK_APP_TOKEN to use Socket Mode)');
   }
   if (appToken !== undefined && !appToken.startsWith('xapp-')) problems.push('SLACK_APP_TOKEN must be an app-level token starting with xapp-');
+  return problems;
+}
+
+function backendProblems(env: Record<string, string | undefined>): string[] {
   const storage = raw(env, 'STORAGE_BACKEND') ?? 'local';
-  if (raw(env, 'SANDBOX_BACKEND') === 'cloudrun') {
-    if (storage !== 'gcs') problems.push('SANDBOX_BACKEND is cloudrun, which needs STORAGE_BACKEND=gcs (the job reads the thread from GCS)');
-    for (const name of ['GCP_PROJECT', 'GCP_REGION', 'SANDBOX_JOB'] as const) {
-      if (raw(env, name) === undefined) problems.push(`${name} is required when SANDBOX_BACKEND=cloudrun`);
-    }
-  } else if (storage === 'gcs') {
-    problems.push('SANDBOX_BACKEND is local, which needs STORAGE_BACKEND=local (use SANDBOX_BACKEND=cloudrun with gcs)');
-  }
+  const problems = storageProblems(env);
+  if (raw(env, 'SANDBOX_BACKEND') === 'cloudrun') problems.push(...cloudRunProblems(env, storage));
+  else if (storage === 'gcs') problems.push('SANDBOX_BACKEND is local, which needs STORAGE_BACKEND=local (use SANDBOX_BACKEND=cloudrun with gcs)');
   return problems;
 }
 
@@ -221,16 +243,33 @@ export function loadStorageConfig(
   return { storage: storageFromEnv(e), retentionDays: e.RETENTION_DAYS, logLevel: e.LOG_LEVEL };
 }
 
+type BackendEnv = Env;
+
+function sandboxFromEnv(e: BackendEnv): Config['sandbox'] {
+  return e.SANDBOX_BACKEND === 'cloudrun'
+    ? { backend: 'cloudrun', project: e.GCP_PROJECT!, region: e.GCP_REGION!, job: e.SANDBOX_JOB!, apiEndpoint: e.CLOUD_RUN_API_ENDPOINT }
+    : { backend: 'local', python: e.SANDBOX_PYTHON, network: e.SANDBOX_NETWORK, isolation: e.SANDBOX_ISOLATION };
+}
+
+function limitsFromEnv(e: BackendEnv): Config['limits'] {
+  return {
+    memoryMb: e.SANDBOX_MEMORY_MB,
+    cpuSec: e.SANDBOX_CPU_SEC,
+    maxProcesses: e.SANDBOX_MAX_PROCESSES,
+    maxFileMb: e.SANDBOX_MAX_FILE_MB,
+    maxStepsPerTurn: e.MAX_STEPS_PER_TURN,
+    stepTimeoutSec: e.STEP_TIMEOUT_SEC,
+    maxConcurrentTurns: e.MAX_CONCURRENT_TURNS,
+    maxUploadMb: e.MAX_UPLOAD_MB,
+    maxSharedFilesPerTurn: e.MAX_SHARED_FILES_PER_TURN,
+    contextTokenBudget: e.CONTEXT_TOKEN_BUDGET,
+  };
+}
+
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const parsed = envSchema.safeParse(env);
   throwProblems([...(parsed.success ? [] : describeIssues(parsed.error)), ...crossFieldProblems(env)]);
   const e = parsed.data!;
-  const storage = storageFromEnv(e);
-  const sandbox: Config['sandbox'] =
-    e.SANDBOX_BACKEND === 'cloudrun'
-      ? { backend: 'cloudrun', project: e.GCP_PROJECT!, region: e.GCP_REGION!, job: e.SANDBOX_JOB!, apiEndpoint: e.CLOUD_RUN_API_ENDPOINT }
-      : { backend: 'local', python: e.SANDBOX_PYTHON, network: e.SANDBOX_NETWORK, isolation: e.SANDBOX_ISOLATION };
-
   return {
     slack: {
       botToken: e.SLACK_BOT_TOKEN,
@@ -240,20 +279,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       port: e.PORT,
     },
     openai: { apiKey: e.OPENAI_API_KEY, baseUrl: e.OPENAI_BASE_URL, model: e.OPENAI_MODEL },
-    storage,
-    sandbox,
-    limits: {
-      memoryMb: e.SANDBOX_MEMORY_MB,
-      cpuSec: e.SANDBOX_CPU_SEC,
-      maxProcesses: e.SANDBOX_MAX_PROCESSES,
-      maxFileMb: e.SANDBOX_MAX_FILE_MB,
-      maxStepsPerTurn: e.MAX_STEPS_PER_TURN,
-      stepTimeoutSec: e.STEP_TIMEOUT_SEC,
-      maxConcurrentTurns: e.MAX_CONCURRENT_TURNS,
-      maxUploadMb: e.MAX_UPLOAD_MB,
-      maxSharedFilesPerTurn: e.MAX_SHARED_FILES_PER_TURN,
-      contextTokenBudget: e.CONTEXT_TOKEN_BUDGET,
-    },
+    storage: storageFromEnv(e),
+    sandbox: sandboxFromEnv(e),
+    limits: limitsFromEnv(e),
     access: { allowedChannels: e.ALLOWED_CHANNELS, allowedUsers: e.ALLOWED_USERS, adminUsers: e.ADMIN_USERS },
     budgets: {
       turnMaxTokens: e.TURN_MAX_TOKENS,

@@ -9,6 +9,7 @@ import { createLogger, type Logger } from './logger.js';
 import type { Sandbox } from './sandbox/sandbox.js';
 import { LocalSandbox } from './sandbox/local/local-sandbox.js';
 import { registerListeners } from './slack/listeners.js';
+import { checkSlackTokens } from './slack/slack-auth.js';
 import { createSlackApp, HealthState } from './slack/slack-app.js';
 import type { Bot } from './turn/bot.js';
 import { LocalWorkspaceStore } from './workspace/local-workspace.js';
@@ -18,18 +19,31 @@ import type { WorkspaceStore } from './workspace/workspace.js';
  * The composition root: the only place that reads process.env (through config.ts) and has the clients
  * constructed (the Slack app, OpenAI, and the storage and sandbox backends). Everything else receives what
  * it needs through its constructor. docs/architecture.md describes the layers below.
+ *
+ * Start-up fails fast, each problem on one line and all of them in one run: first the settings (config.ts), then,
+ * at the same time, Slack's answer to the tokens (slack/slack-auth.ts), the backends (with Cloud Run: credentials,
+ * bucket, token chain, job: gcp/startup-checks.ts) and the libraries the sandbox can import (agent/libraries.ts).
  */
 async function main(): Promise<void> {
   const config = configOrExit();
   const logger = createLogger({ level: config.logLevel });
-  const [{ store, sandbox }, libraries] = await Promise.all([
+  const started = performance.now();
+  const [slackCheck, backends, libraries] = await Promise.all([
+    checkSlackTokens(config.slack),
     createBackends(config, logger),
-    sandboxLibraries(config, { searchPath: process.env.PATH ?? '', cacheDir: cacheDirectory() }),
+    sandboxLibraries(config, { searchPath: process.env.PATH ?? '', cacheDir: cacheDirectory() }).catch(
+      (error: unknown) => `Start-up error: could not list the libraries the sandbox can import (${firstLine(error)})`,
+    ),
   ]);
+  for (const warning of backends.warnings) logger.warn(warning);
+  const problems = [...slackCheck.problems, ...backends.problems, ...(typeof libraries === 'string' ? [libraries] : [])];
+  if (slackCheck.identity === undefined || typeof libraries === 'string' || problems.length > 0) exitWithProblems(problems);
   logLibraries(logger, libraries, config);
+
+  const { store, sandbox } = backends;
   const openai = new OpenAI({ apiKey: config.openai.apiKey, baseURL: config.openai.baseUrl, maxRetries: 3, timeout: 180_000 });
   const health = new HealthState();
-  const slack = createSlackApp(config, logger, health);
+  const slack = createSlackApp(config, logger, health, slackCheck.identity!);
   const bot = createBot(config, { slack: slack.app.client, openai, store, sandbox, logger, libraries: libraries.libraries });
   registerListeners(slack.app, bot, { replyWithoutMention: config.replyWithoutMention, logger });
 
@@ -41,6 +55,7 @@ async function main(): Promise<void> {
     storage: config.storage.backend,
     sandbox: config.sandbox.backend,
     model: config.openai.model,
+    startupMs: Math.round(performance.now() - started),
   });
   const shutdown = shutdownOnce({ bot, health, logger, stop: () => slack.stop(), sandbox });
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
@@ -51,12 +66,19 @@ function configOrExit(): Config {
   try {
     return loadConfig(process.env);
   } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`${error.message}\n(see README.md, Configuration)\n`);
-      process.exit(1);
-    }
+    if (error instanceof ConfigError) exitWithProblems(error.message.split('\n'));
     throw error;
   }
+}
+
+/** Every start-up problem, one line each, and exit 1: no stack trace, nothing half-started. */
+function exitWithProblems(problems: string[]): never {
+  process.stderr.write(`${problems.join('\n')}\n(see README.md, Configuration, and docs/deploy.md, Troubleshooting)\n`);
+  process.exit(1);
+}
+
+function firstLine(error: unknown): string {
+  return describeError(error).split('\n')[0]!;
 }
 
 /** Where the local library probe keeps its answer per interpreter (XDG's cache folder). */
@@ -72,7 +94,14 @@ function logLibraries(logger: Logger, list: LibraryList, config: Config): void {
   }
 }
 
-async function createBackends(config: Config, logger: Logger): Promise<{ store: WorkspaceStore; sandbox: Sandbox }> {
+interface Backends {
+  store: WorkspaceStore;
+  sandbox: Sandbox;
+  problems: string[];
+  warnings: string[];
+}
+
+async function createBackends(config: Config, logger: Logger): Promise<Backends> {
   if (config.storage.backend === 'local' && config.sandbox.backend === 'local') {
     const store = new LocalWorkspaceStore(config.storage.dataDir);
     const sandbox = new LocalSandbox({
@@ -84,11 +113,11 @@ async function createBackends(config: Config, logger: Logger): Promise<{ store: 
       searchPath: process.env.PATH,
     });
     logger.info(sandbox.describeIsolation());
-    return { store, sandbox };
+    return { store, sandbox, problems: [], warnings: [] };
   }
   // Loaded only when used: the local mode never pays for the Google Cloud client libraries.
-  const { createGcpClients } = await import('./gcp/gcp-clients.js');
-  return createGcpClients(config, logger);
+  const { createCheckedGcpBackends } = await import('./gcp/gcp-clients.js');
+  return createCheckedGcpBackends(config, logger);
 }
 
 /** SIGTERM/SIGINT: let running turns finish for a while (Cloud Run allows 10 s after SIGTERM), then stop them cleanly. */

@@ -98,6 +98,21 @@ test('Socket Mode needs no signing secret; lists and booleans parse', () => {
   expect(config.sandbox).toMatchObject({ backend: 'local', network: false });
 });
 
+test('GCS_BUCKET must be a bucket name, and the two emulator endpoints come together', () => {
+  const cloudRun = { ...minimal, STORAGE_BACKEND: 'gcs', SANDBOX_BACKEND: 'cloudrun', GCP_PROJECT: 'p', GCP_REGION: 'r', SANDBOX_JOB: 'j' };
+  expect(errorFor({ ...cloudRun, GCS_BUCKET: 'gs://my-bucket' })).toBe(
+    'Configuration error: GCS_BUCKET is invalid: a bucket name of lowercase letters, digits, - _ and . (without gs://), such as my-project-oi-workspaces',
+  );
+  expect(errorFor({ ...cloudRun, GCS_BUCKET: 'My_Bucket' })).toMatch(/GCS_BUCKET is invalid/);
+  expect(errorFor({ ...cloudRun, GCS_BUCKET: 'b-1', CLOUD_RUN_API_ENDPOINT: 'http://127.0.0.1:1' })).toBe(
+    'Configuration error: CLOUD_RUN_API_ENDPOINT and GCS_API_ENDPOINT go together (emulators and tests): set both or neither',
+  );
+  expect(errorFor({ ...cloudRun, GCS_BUCKET: 'b-1', GCS_API_ENDPOINT: 'http://127.0.0.1:1' })).toMatch(/CLOUD_RUN_API_ENDPOINT and GCS_API_ENDPOINT go together/);
+  const config = loadConfig({ ...cloudRun, GCS_BUCKET: 'my-project-oi.workspaces' });
+  expect(config.storage).toStrictEqual({ backend: 'gcs', bucket: 'my-project-oi.workspaces', apiEndpoint: undefined });
+  expect(config.sandbox).toStrictEqual({ backend: 'cloudrun', project: 'p', region: 'r', job: 'j', apiEndpoint: undefined });
+});
+
 test('the bot refuses to start without its settings, naming the variable and leaking nothing', async () => {
   const { code, output } = await runBotToExit({ SLACK_BOT_TOKEN: 'xoxb-secret-value', SLACK_SIGNING_SECRET: 'signing' });
   expect(code).toBe(1);

@@ -7,6 +7,7 @@ import type { Logger } from '../logger.js';
 import { CloudRunSandbox } from '../sandbox/cloud-run/cloud-run-sandbox.js';
 import { DownscopedTokenMinter, StaticTokenMinter, type TokenMinter } from '../sandbox/cloud-run/downscoped-token.js';
 import { GcsWorkspaceStore } from '../workspace/gcs-workspace.js';
+import { checkGoogleCloud, type GcpCheckTargets, type StartupFindings } from './startup-checks.js';
 
 /**
  * Builds the Google Cloud clients and backends from Config (called by main.ts, the composition root).
@@ -26,6 +27,8 @@ export interface GcpClients {
   tokenMinter: TokenMinter;
   store: GcsWorkspaceStore;
   sandbox: CloudRunSandbox;
+  /** What the start-up checks look at (startup-checks.ts). */
+  checkTargets: GcpCheckTargets;
 }
 
 /**
@@ -47,6 +50,9 @@ export function createStorage(apiEndpoint: string | undefined, projectId?: strin
     retryOptions: { idempotencyStrategy: IdempotencyStrategy.RetryAlways },
   });
 }
+
+/** The settings the Google Cloud backends need: the bot (main.ts) and the post-deploy check (smoke/) share them. */
+export type GcpConfig = Pick<Config, 'storage' | 'sandbox' | 'limits'>;
 
 type CloudRunClientOptions = NonNullable<ConstructorParameters<typeof v2.JobsClient>[0]>;
 
@@ -71,7 +77,7 @@ export function cloudRunClientOptions(project: string, endpoint: string | undefi
   } as unknown as CloudRunClientOptions;
 }
 
-export function createGcpClients(config: Config, logger: Logger): GcpClients {
+export function createGcpClients(config: GcpConfig, logger: Logger): GcpClients {
   if (config.storage.backend !== 'gcs' || config.sandbox.backend !== 'cloudrun') {
     throw new ConfigError('Configuration error: STORAGE_BACKEND=gcs and SANDBOX_BACKEND=cloudrun go together');
   }
@@ -102,7 +108,24 @@ export function createGcpClients(config: Config, logger: Logger): GcpClients {
     // A local emulator answers at once; polling Cloud Run itself every few seconds is plenty.
     polling: runEndpoint !== undefined ? { initialMs: 100, maxMs: 500 } : { initialMs: 1000, maxMs: 5000 },
   });
-  return { storage, jobsClient, executionsClient, tokenMinter, store, sandbox };
+  const checkTargets: GcpCheckTargets = {
+    bucket,
+    project,
+    region,
+    job,
+    // config.ts has the two emulator endpoints set together or not at all.
+    usesCredentials: runEndpoint === undefined,
+    // What CloudRunSandbox asks of a step's token: the task timeout (step + margin) and a minute more.
+    tokenValidForSec: config.limits.stepTimeoutSec + STARTUP_MARGIN_SEC + 60,
+  };
+  return { storage, jobsClient, executionsClient, tokenMinter, store, sandbox, checkTargets };
+}
+
+/** The bot's Google Cloud backends, with what the start-up checks found (main.ts exits on any problem). */
+export async function createCheckedGcpBackends(config: GcpConfig, logger: Logger): Promise<Pick<GcpClients, 'store' | 'sandbox'> & StartupFindings> {
+  const clients = createGcpClients(config, logger);
+  const findings = await checkGoogleCloud(clients.checkTargets, clients);
+  return { store: clients.store, sandbox: clients.sandbox, ...findings };
 }
 
 /**

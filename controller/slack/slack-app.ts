@@ -4,6 +4,7 @@ import express, { type Request, type Response, type Router } from 'express';
 import type { Config } from '../config.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { SlackIdentity } from './slack-auth.js';
 
 /**
  * Liveness and readiness as operators and Cloud Run see them. `/health` is the route to use on Cloud Run
@@ -37,11 +38,15 @@ export interface SlackApp {
 /**
  * HTTP mode: Bolt's ExpressReceiver serves `POST /slack/events` (signature checked) on an express app that also
  * serves the health routes. Socket Mode: Bolt talks to Slack over a WebSocket and a small express app serves only
- * the health routes on PORT (Cloud Run and operators still probe it).
+ * the health routes on PORT (Cloud Run and operators still probe it). `identity` is what `auth.test` answered at
+ * start-up (slack-auth.ts): given it, Bolt does not call `auth.test` again from its constructor, where a rejection
+ * would go unhandled.
  */
-export function createSlackApp(config: Config, logger: Logger, health: HealthState): SlackApp {
+export function createSlackApp(config: Config, logger: Logger, health: HealthState, identity: SlackIdentity): SlackApp {
   const common = {
     token: config.slack.botToken,
+    botId: identity.botId,
+    botUserId: identity.botUserId,
     logger: boltLogger(logger),
     logLevel: LogLevel.WARN,
     clientOptions: config.slack.apiUrl === undefined ? {} : { slackApiUrl: config.slack.apiUrl },

@@ -129,8 +129,8 @@ export async function startBot(options: {
   };
 }
 
-/** Runs the bot's start command to its exit (for start-up errors). */
-export async function runBotToExit(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+/** Runs the bot's start command to its exit (for start-up errors); a bot still running after 20 s is killed. */
+export async function runBotToExit(env: Record<string, string>): Promise<{ code: number | null; output: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'controller/main.ts'], {
       cwd: PROJECT_ROOT,
@@ -138,12 +138,16 @@ export async function runBotToExit(env: Record<string, string>): Promise<{ code:
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
+    let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.stderr.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      stderr += chunk.toString();
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
     child.once('exit', (code) => {
       clearTimeout(timer);
-      resolve({ code, output });
+      resolve({ code, output, stderr });
     });
   });
 }
