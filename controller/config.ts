@@ -243,7 +243,17 @@ export function loadStorageConfig(
   return { storage: storageFromEnv(e), retentionDays: e.RETENTION_DAYS, logLevel: e.LOG_LEVEL };
 }
 
-type BackendEnv = Env;
+/** The backends without Slack or the model: the post-deploy check (`npm run smoke`) runs with no Slack or OpenAI secret. */
+const backendEnvSchema = envSchema.omit({ SLACK_BOT_TOKEN: true, SLACK_SIGNING_SECRET: true, SLACK_APP_TOKEN: true, OPENAI_API_KEY: true });
+
+export function loadBackendConfig(env: Record<string, string | undefined>): Pick<Config, 'storage' | 'sandbox' | 'limits' | 'logLevel'> {
+  const parsed = backendEnvSchema.safeParse(env);
+  throwProblems([...(parsed.success ? [] : describeIssues(parsed.error)), ...backendProblems(env)]);
+  const e = parsed.data!;
+  return { storage: storageFromEnv(e), sandbox: sandboxFromEnv(e), limits: limitsFromEnv(e), logLevel: e.LOG_LEVEL };
+}
+
+type BackendEnv = z.infer<typeof backendEnvSchema>;
 
 function sandboxFromEnv(e: BackendEnv): Config['sandbox'] {
   return e.SANDBOX_BACKEND === 'cloudrun'

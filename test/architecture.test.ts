@@ -36,12 +36,13 @@ const LAYERS: Record<string, string[]> = {
   'slack/': ['errors.ts', 'logger.ts', 'text.ts', 'config.ts', 'workspace/', 'sandbox/'],
   'agent/': ['errors.ts', 'logger.ts', 'text.ts', 'workspace/', 'sandbox/'],
   'turn/': ['errors.ts', 'logger.ts', 'text.ts', 'config.ts', 'workspace/', 'sandbox/', 'slack/', 'agent/'],
+  'smoke/': ['errors.ts', 'logger.ts', 'config.ts', 'workspace/', 'sandbox/', 'gcp/', 'agent/'],
   'create-bot.ts': ['*'],
   'main.ts': ['*'],
 };
 
 /** The programs' entry points: the only files that read the environment. */
-const COMPOSITION_ROOTS = ['main.ts', 'retention/retention-cli.ts'];
+const COMPOSITION_ROOTS = ['main.ts', 'retention/retention-cli.ts', 'smoke/smoke-cli.ts'];
 const MAX_FILE_LINES = 350;
 const MAX_FUNCTION_LINES = 60;
 

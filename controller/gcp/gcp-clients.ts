@@ -77,7 +77,11 @@ export function cloudRunClientOptions(project: string, endpoint: string | undefi
   } as unknown as CloudRunClientOptions;
 }
 
-export function createGcpClients(config: GcpConfig, logger: Logger): GcpClients {
+export function createGcpClients(
+  config: GcpConfig,
+  logger: Logger,
+  options: { instrumentJobs?: (jobsClient: v2.JobsClient, executionsClient: v2.ExecutionsClient) => v2.JobsClient } = {},
+): GcpClients {
   if (config.storage.backend !== 'gcs' || config.sandbox.backend !== 'cloudrun') {
     throw new ConfigError('Configuration error: STORAGE_BACKEND=gcs and SANDBOX_BACKEND=cloudrun go together');
   }
@@ -96,7 +100,8 @@ export function createGcpClients(config: GcpConfig, logger: Logger): GcpClients 
 
   const store = new GcsWorkspaceStore({ storage, bucket, logger });
   const sandbox = new CloudRunSandbox({
-    jobsClient,
+    // The post-deploy check watches the executions the sandbox starts (smoke/execution-watch.ts); the bot does not.
+    jobsClient: options.instrumentJobs?.(jobsClient, executionsClient) ?? jobsClient,
     executionsClient,
     project,
     region,

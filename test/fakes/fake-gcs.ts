@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { crc32cBase64 } from './crc32c.js';
-import { bearerToken, GcsAccess } from './gcs-access.js';
+import { GcsAccess } from './gcs-access.js';
 import {
   checkObjectName,
   compareNames,
@@ -19,6 +19,7 @@ import {
   type FakeObject,
   type Reply,
 } from './gcs-wire.js';
+import { bearerToken } from './http-helpers.js';
 
 export type { FakeObject } from './gcs-wire.js';
 

@@ -1,4 +1,3 @@
-import type { IncomingMessage } from 'node:http';
 import { HttpError } from './gcs-wire.js';
 
 /**
@@ -65,8 +64,4 @@ export class GcsAccess {
     if (token !== undefined && this.boundTokens.has(token)) return asked.filter((permission) => permission === 'storage.buckets.get');
     return asked;
   }
-}
-
-export function bearerToken(request: IncomingMessage): string | undefined {
-  return /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1];
 }
