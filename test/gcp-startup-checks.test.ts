@@ -61,6 +61,27 @@ test('a job run by tag is a warning; a secret in the job\'s own environment stop
   }
 });
 
+test("a missing run.executions.* permission is a warning (Google may not count it on the job), a missing run.jobs.* one a problem", async () => {
+  const saved = [...gcp.run.jobSettings.permissions];
+  gcp.run.jobSettings.permissions.splice(0, Infinity, 'run.jobs.get', 'run.jobs.run', 'run.jobs.runWithOverrides', 'run.executions.get');
+  const clients = clientsFor();
+  try {
+    expect(await checkGoogleCloud(clients.checkTargets, clients)).toStrictEqual({
+      problems: [],
+      warnings: ["the controller's service account lacks run.executions.cancel on Cloud Run job oi-sandbox: bind the oiSandboxRunner role on the job (docs/deploy.md, steps 2 and 6)"],
+    });
+    gcp.run.jobSettings.permissions.splice(0, Infinity, 'run.jobs.get');
+    const findings = await checkGoogleCloud(clients.checkTargets, clients);
+    expect(findings.problems).toStrictEqual([
+      "Configuration error: SANDBOX_JOB: the controller's service account lacks run.jobs.run, run.jobs.runWithOverrides on Cloud Run job oi-sandbox: bind the oiSandboxRunner role on the job (docs/deploy.md, steps 2 and 6)",
+    ]);
+    expect(findings.warnings).toHaveLength(1);
+  } finally {
+    gcp.run.jobSettings.permissions.splice(0, Infinity, ...saved);
+    await clients.sandbox.close();
+  }
+});
+
 test('a token chain that fails (iamcredentials or STS refused) names the APIs and the role', async () => {
   const clients = clientsFor();
   const refusing = {

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import type { v2 } from '@google-cloud/run';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { EMULATOR_SANDBOX_TOKEN, createGcpClients } from '../controller/gcp/gcp-clients.js';
 import { loadBackendConfig } from '../controller/config.js';
@@ -36,10 +37,14 @@ afterAll(async () => {
 });
 
 /** One smoke run in process, as smoke-cli.ts composes it. */
-async function smoke(options: { libraries?: Record<string, string>; metadataHost?: string } = {}): Promise<SmokeReport> {
+async function smoke(options: { libraries?: Record<string, string>; metadataHost?: string; refuseRunJob?: Error } = {}): Promise<SmokeReport> {
   const config = loadBackendConfig({ ...gcp.env, STEP_TIMEOUT_SEC: '60' });
   let watch: ExecutionWatch | undefined;
-  const clients = createGcpClients(config, silentLogger, { instrumentJobs: (jobs, executions) => (watch = new ExecutionWatch(executions, 50)).wrap(jobs) });
+  const refusing = (jobs: v2.JobsClient) =>
+    options.refuseRunJob === undefined
+      ? jobs
+      : new Proxy(jobs, { get: (target, property, receiver) => (property === 'runJob' ? () => Promise.reject(options.refuseRunJob) : Reflect.get(target, property, receiver)) });
+  const clients = createGcpClients(config, silentLogger, { instrumentJobs: (jobs, executions) => (watch = new ExecutionWatch(executions, 50)).wrap(refusing(jobs)) });
   try {
     return await runSmoke({
       clients,
@@ -117,6 +122,15 @@ describe('against the fakes', () => {
       gcp.gcs.access.bindToPrefix = bind;
       await rolefulMetadata.close();
     }
+  });
+
+  test('a runJob Google refuses (actAs) shows as the refused stage and a failed check; the canary is still removed', async () => {
+    const actAs = Object.assign(new Error("7 PERMISSION_DENIED: Permission 'iam.serviceaccounts.actAs' denied on service account oi-sandbox@test-project.iam.gserviceaccount.com"), { code: 7 });
+    const report = await smoke({ refuseRunJob: actAs });
+    expect(smokeExitCode(report)).toBe(1);
+    expect(report.stages).toStrictEqual([{ name: 'runJob accepted', detail: expect.stringMatching(/^refused: 7 PERMISSION_DENIED: Permission 'iam\.serviceaccounts\.actAs' denied/) }]);
+    expect(report.checks.at(-1)).toMatchObject({ name: 'one step runs through the job', outcome: 'fail', detail: expect.stringMatching(/could not start Cloud Run job oi-sandbox/) });
+    expect(report.cleanup).toMatch(/^removed 1 objects under /);
   });
 
   test('a secret in the job stops the check before anything is created; without a metadata server that check is skipped', async () => {

@@ -152,7 +152,7 @@ describe('the Cloud Run backend', () => {
       expect(lines).toHaveLength(2);
       expect(lines[0]).toMatch(/^Configuration error: GCS_BUCKET: cannot read bucket no-such-bucket \(.*\): it does not exist$/);
       expect(lines[1]).toBe(
-        "Configuration error: SANDBOX_JOB: the controller's service account lacks run.jobs.run, run.jobs.runWithOverrides, run.executions.cancel on Cloud Run job oi-sandbox: bind the oiSandboxRunner role on the job (docs/deploy.md, steps 2 and 6)",
+        "Configuration error: SANDBOX_JOB: the controller's service account lacks run.jobs.run, run.jobs.runWithOverrides on Cloud Run job oi-sandbox: bind the oiSandboxRunner role on the job (docs/deploy.md, steps 2 and 6)",
       );
     } finally {
       gcp.run.jobSettings.permissions.splice(0, Infinity, 'run.jobs.get', 'run.jobs.run', 'run.jobs.runWithOverrides', 'run.executions.get', 'run.executions.cancel');

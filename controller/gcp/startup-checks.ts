@@ -130,11 +130,14 @@ async function jobFindings(targets: GcpCheckTargets, jobsClient: v2.JobsClient):
   const findings: StartupFindings = { problems: [], warnings: [] };
   const missing = await missingJobPermissions(jobsClient, name);
   if (typeof missing === 'string') findings.warnings.push(missing);
-  else if (missing.length > 0) {
-    findings.problems.push(
-      `Configuration error: SANDBOX_JOB: the controller's service account lacks ${missing.join(', ')} on Cloud Run job ${targets.job}: ` +
-        'bind the oiSandboxRunner role on the job (docs/deploy.md, steps 2 and 6)',
-    );
+  else {
+    // Without run.jobs.* no step can start: a problem. run.executions.* are checked on the job, their parent; should
+    // Google not count them there, stopping the bot would be a false alarm, so they are a warning (step 9 proves them).
+    const [fatal, doubtful] = [missing.filter((permission) => permission.startsWith('run.jobs.')), missing.filter((permission) => !permission.startsWith('run.jobs.'))];
+    const lacks = (permissions: string[]) =>
+      `the controller's service account lacks ${permissions.join(', ')} on Cloud Run job ${targets.job}: bind the oiSandboxRunner role on the job (docs/deploy.md, steps 2 and 6)`;
+    if (fatal.length > 0) findings.problems.push(`Configuration error: SANDBOX_JOB: ${lacks(fatal)}`);
+    if (doubtful.length > 0) findings.warnings.push(lacks(doubtful));
   }
   const container = job.template?.template?.containers?.[0];
   const secrets = secretLookingVariables(container?.env ?? []);

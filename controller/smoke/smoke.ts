@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { LibraryVersions } from '../agent/libraries.js';
 import { describeError } from '../errors.js';
 import type { GcpClients } from '../gcp/gcp-clients.js';
-import { secretLookingVariables } from '../gcp/google-errors.js';
+import { describeGoogleError, secretLookingVariables } from '../gcp/google-errors.js';
 import { checkGoogleCloud } from '../gcp/startup-checks.js';
 import type { SandboxSession, StepResult } from '../sandbox/sandbox.js';
 import type { ThreadKey } from '../workspace/thread-key.js';
@@ -89,6 +89,8 @@ async function runStep(parts: SmokeParts, session: SandboxSession, report: Smoke
   try {
     result = await session.run({ language: 'python', code, timeoutSec: parts.stepTimeoutSec });
   } catch (error) {
+    const refused = parts.watch.runs.find((run) => run.error !== undefined);
+    if (refused !== undefined) report.stages.push({ name: 'runJob accepted', detail: `refused: ${describeGoogleError(refused.error)}` });
     report.checks.push({ name: 'one step runs through the job', outcome: 'fail', detail: describeError(error).split('\n')[0]! });
     return undefined;
   }
