@@ -124,6 +124,42 @@ const MUTATIONS: Mutation[] = [
     tests: ['test/gcs-workspace.test.ts'],
     name: 'survives one injected 503|still retries reads',
   },
+  {
+    id: 'bolt-auth-test-again',
+    what: 'Bolt is not given the identity auth.test found, so it sends auth.test from its constructor again',
+    file: 'controller/slack/slack-app.ts',
+    search: '    botId: identity.botId,\n',
+    replace: '',
+    tests: ['test/startup.test.ts'],
+    name: 'Bolt does not ask again',
+  },
+  {
+    id: 'libraries-cache-ignores-list',
+    what: 'the library cache outlives a change of requirements.txt',
+    file: 'controller/agent/libraries.ts',
+    search: 'for (const part of [python, stdout, await readFile(requirementsPath, \'utf8\'), await readFile(script, \'utf8\')])',
+    replace: 'for (const part of [python, stdout, await readFile(script, \'utf8\')])',
+    tests: ['test/system-prompt.test.ts'],
+    name: 'probed again when the list changes',
+  },
+  {
+    id: 'credentials-not-checked',
+    what: 'the Cloud Run backend starts without looking for Google credentials',
+    file: 'controller/gcp/gcp-clients.ts',
+    search: 'usesCredentials: runEndpoint === undefined,',
+    replace: 'usesCredentials: false,',
+    tests: ['test/startup.test.ts'],
+    name: 'without Google credentials',
+  },
+  {
+    id: 'smoke-boundary-always-passes',
+    what: "the post-deploy check passes a token check whatever GCS answered",
+    file: 'controller/smoke/token-boundary.ts',
+    search: "outcome: status === attempt.expected ? 'pass' : 'fail',",
+    replace: "outcome: 'pass',",
+    tests: ['test/smoke.test.ts'],
+    name: 'each broken promise fails its check',
+  },
 ];
 
 type Outcome = 'caught' | 'MISSED' | 'stale' | 'error';
@@ -169,6 +205,9 @@ function optionValue(args: string[], name: string): string | undefined {
 /** The repository as it is now (tracked and untracked files, not ignored ones), with node_modules linked. */
 function copyRepository(): string {
   const copy = mkdtempSync(join(tmpdir(), 'mutation-check-'));
+  // mkdtemp makes the folder 0700; tests that run sandbox-image/runner.py as another user (the Cloud Run fake drops
+  // to `nobody` when root) must be able to reach it, as they can in the working tree.
+  chmodSync(copy, 0o755);
   const listed = spawnSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' });
   if (listed.status !== 0) throw new Error(`git ls-files failed: ${listed.stderr}`);
   for (const file of new Set(listed.stdout.split('\0').filter((name) => name !== ''))) {

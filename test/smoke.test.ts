@@ -109,7 +109,7 @@ describe('against the fakes', () => {
       const report = await smoke({ libraries: { dill: '', 'no-such-library-oi': '1.0' }, metadataHost: host });
       expect(smokeExitCode(report)).toBe(1);
       const failed = report.checks.filter((check) => check.outcome === 'fail');
-      expect(failed.map((check) => check.name)).toStrictEqual([
+      expect(failed.map((check) => check.name), formatSmokeReport(report).join('\n')).toStrictEqual([
         'every library the model is told about imports',
         "the metadata server's account has no roles on the bucket",
         "the step's token cannot list another thread's prefix",
