@@ -1,5 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogLevel, WebClient } from '@slack/web-api';
 import OpenAI from 'openai';
@@ -117,8 +117,9 @@ export async function startInProcessBot(options: { sandbox: Sandbox; env?: Recor
   const client = new WebClient(config.slack.botToken, { slackApiUrl: config.slack.apiUrl, logLevel: LogLevel.ERROR });
   const openai = new OpenAI({ apiKey: config.openai.apiKey, baseURL: config.openai.baseUrl, maxRetries: 3, timeout: 180_000 });
   const store = new LocalWorkspaceStore(config.storage.backend === 'local' ? config.storage.dataDir : dataDir);
-  // The libraries main.ts would name for this configuration (the local sandbox's Python, probed once and cached).
-  const { libraries } = await sandboxLibraries(config, { searchPath: process.env.PATH ?? '', cacheDir: join(tmpdir(), 'oi-bench-cache') });
+  // The libraries main.ts would name for this configuration, from the same per-interpreter cache main.ts uses.
+  const cacheDir = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'slack-code-interpreter');
+  const { libraries } = await sandboxLibraries(config, { searchPath: process.env.PATH ?? '', cacheDir });
   const bot = createBot(config, { slack: client, openai, store, sandbox: options.sandbox, logger: silentLogger, libraries });
   return {
     bot,
