@@ -6,6 +6,7 @@ import { describeGoogleError, secretLookingVariables } from '../gcp/google-error
 import { checkGoogleCloud } from '../gcp/startup-checks.js';
 import type { SandboxSession, StepResult } from '../sandbox/sandbox.js';
 import type { ThreadKey } from '../workspace/thread-key.js';
+import type { Workspace } from '../workspace/workspace.js';
 import { timestampMs, type ExecutionWatch } from './execution-watch.js';
 import type { SmokeCheck, SmokeReport, SmokeStage } from './smoke-report.js';
 import { parseSmokeStepOutput, smokeStepCode, type SmokeStepReport } from './smoke-step.js';
@@ -54,11 +55,12 @@ export async function runSmoke(parts: SmokeParts): Promise<SmokeReport> {
     report.checks.push({ name: 'start-up checks (credentials, bucket, token chain, job)', outcome: ready ? 'pass' : 'fail', detail: ready ? 'as the bot runs them' : preflight.problems.join(' | ') });
     if (!ready) return report;
     // A file in another scratch thread, which the step's token must not reach.
-    await parts.clients.store.open(other).write('canary.txt', `canary of smoke run ${runId}\n`);
-    const session = parts.clients.sandbox.session(parts.clients.store.open(main));
+    const [mainWorkspace, otherWorkspace] = [parts.clients.store.open(main), parts.clients.store.open(other)];
+    await otherWorkspace.write('canary.txt', `canary of smoke run ${runId}\n`);
+    const session = parts.clients.sandbox.session(mainWorkspace);
     try {
       const outcome = await runStep(parts, session, report);
-      if (outcome !== undefined) await judgeStep(parts, outcome, report, { main, other });
+      if (outcome !== undefined) await judgeStep(parts, outcome, report, { own: prefixOf(mainWorkspace), other: prefixOf(otherWorkspace) });
       report.stages.push(...(await sessionStages(session)));
     } finally {
       await session.release().catch((error: unknown) => report.warnings.push(`releasing the session failed: ${describeError(error)}`));
@@ -105,7 +107,13 @@ async function runStep(parts: SmokeParts, session: SandboxSession, report: Smoke
 }
 
 /** The stages of the step, its own findings, and what Cloud Run and GCS say about its execution and its token. */
-async function judgeStep(parts: SmokeParts, outcome: StepOutcome, report: SmokeReport, keys: { main: ThreadKey; other: ThreadKey }): Promise<void> {
+/** The thread's prefix in the bucket (`workspaces/<team>/<channel>/<thread>/`), as the store lays it out. */
+function prefixOf(workspace: Workspace): string {
+  if (workspace.location.kind !== 'gcs') throw new Error('the post-deploy check needs a GCS workspace');
+  return workspace.location.prefix;
+}
+
+async function judgeStep(parts: SmokeParts, outcome: StepOutcome, report: SmokeReport, prefixes: { own: string; other: string }): Promise<void> {
   const run = parts.watch.runs[0];
   const execution = run?.executionName === undefined ? undefined : await parts.watch.read(run.executionName);
   report.stages.push(...stepStages(outcome, run, execution));
@@ -122,16 +130,15 @@ async function judgeStep(parts: SmokeParts, outcome: StepOutcome, report: SmokeR
     detail: secrets.length === 0 ? `variables: ${env.map((entry) => entry.name).join(' ')}` : `secret-looking: ${secrets.join(' ')}`,
   });
   const bucket = parts.clients.checkTargets.bucket;
-  const ownPrefix = `workspaces/smoke/${keys.main.channel}/main/`;
   const readBack = env.find((entry) => entry.name === 'OI_TOKEN')?.value ?? undefined;
-  const token = readBack ?? (await parts.clients.tokenMinter.mint(ownPrefix, { validForSec: 300 })).token;
+  const token = readBack ?? (await parts.clients.tokenMinter.mint(prefixes.own, { validForSec: 300 })).token;
   report.checks.push(
     ...(await tokenBoundaryChecks(token, {
       storageUrl: parts.storageUrl,
       bucket,
-      ownPrefix,
-      otherPrefix: `workspaces/smoke/${keys.other.channel}/canary/`,
-      canaryObject: `workspaces/smoke/${keys.other.channel}/canary/canary.txt`,
+      ownPrefix: prefixes.own,
+      otherPrefix: prefixes.other,
+      canaryObject: `${prefixes.other}canary.txt`,
       tokenSource: readBack === undefined ? "minted like a step's (the execution did not show OI_TOKEN)" : 'read back from the execution',
     })),
   );
@@ -206,7 +213,11 @@ function stepChecks(step: SmokeStepReport, jobAccount: string | undefined): Smok
   return checks;
 }
 
-/** Removes both scratch threads (files and any history); a leftover is a failed check. Executions stay in the job's history. */
+/**
+ * Removes both scratch threads, files and any history (the layout of docs/architecture.md, Storage layout: both
+ * live under `workspaces/smoke/<run>/` and `threads/smoke/<run>/`); a leftover is a failed check. Executions stay in
+ * the job's history (the controller may not delete them).
+ */
 async function cleanUp(parts: SmokeParts, runId: string, report: SmokeReport): Promise<string> {
   const bucket = parts.clients.storage.bucket(parts.clients.checkTargets.bucket);
   const prefixes = [`workspaces/smoke/${runId}/`, `threads/smoke/${runId}/`];
