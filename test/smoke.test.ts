@@ -173,7 +173,7 @@ describe('npm run smoke (the command)', () => {
       child.once('exit', (code) => resolve({ code, stdout, stderr }));
     });
 
-  test('refuses emulator endpoints unless --allow-emulator, and any endpoint that is not on 127.0.0.1', async () => {
+  test('refuses emulator endpoints unless --allow-emulator, and any endpoint that is not on 127.0.0.1', { timeout: 60_000 }, async () => {
     const requestsBefore = gcp.run.requests.length + gcp.gcs.requests.length;
     const refused = await runCli([], gcp.env);
     expect(refused.code).toBe(2);
@@ -184,7 +184,7 @@ describe('npm run smoke (the command)', () => {
     expect(gcp.run.requests.length + gcp.gcs.requests.length, 'nothing was sent').toBe(requestsBefore);
   });
 
-  test('with --allow-emulator it runs against the fakes with no Slack or OpenAI setting, prints its report and exits 0', async () => {
+  test('with --allow-emulator it runs against the fakes with no Slack or OpenAI setting, prints its report and exits 0', { timeout: 60_000 }, async () => {
     gcp.gcs.access.declareWithoutRoles(METADATA_TOKEN);
     const { code, stdout, stderr } = await runCli(['--allow-emulator'], { ...gcp.env, GCE_METADATA_HOST: metadataHost, STEP_TIMEOUT_SEC: '60' });
     expect(code, `${stdout}\n${stderr}`).toBe(0);

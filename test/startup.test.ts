@@ -44,21 +44,21 @@ function problemLines(stderr: string): string[] {
   return stderr.split('\n').filter((line) => line !== '' && !line.startsWith('{') && !line.startsWith('(see '));
 }
 
-test('with no settings at all every required name is in the one message', async () => {
+test('with no settings at all every required name is in the one message', { timeout: 60_000 }, async () => {
   const { code, stderr } = await runBotToExit({ HOME: home });
   expect(code).toBe(1);
   const lines = problemLines(stderr);
   expect(lines.map((line) => /^Configuration error: ([A-Z_]+) /.exec(line)?.[1])).toStrictEqual(['SLACK_BOT_TOKEN', 'OPENAI_API_KEY', 'SLACK_SIGNING_SECRET']);
 });
 
-test('a URL without its scheme is named, on one line', async () => {
+test('a URL without its scheme is named, on one line', { timeout: 60_000 }, async () => {
   const { code, stderr } = await runBotToExit({ ...working(), OPENAI_BASE_URL: 'localhost:4001' });
   expect(code).toBe(1);
   expect(problemLines(stderr)).toStrictEqual(['Configuration error: OPENAI_BASE_URL is invalid: must be an http:// or https:// URL such as http://127.0.0.1:4000/api/']);
 });
 
 describe("Slack's answer to the tokens", () => {
-  test('a bot token Slack rejects (invalid_auth): exit 1, one line naming SLACK_BOT_TOKEN, no stack trace', async () => {
+  test('a bot token Slack rejects (invalid_auth): exit 1, one line naming SLACK_BOT_TOKEN, no stack trace', { timeout: 60_000 }, async () => {
     const { code, stderr } = await runBotToExit({ ...working(), SLACK_BOT_TOKEN: 'xoxb-a-token-slack-does-not-know' });
     expect(code).toBe(1);
     const lines = problemLines(stderr);
@@ -68,7 +68,7 @@ describe("Slack's answer to the tokens", () => {
     expect(slack.unexpected.map((call) => call.method)).toContain('auth.test');
   });
 
-  test('in Socket Mode an app token Slack rejects names SLACK_APP_TOKEN (apps.connections.open), beside a rejected bot token', async () => {
+  test('in Socket Mode an app token Slack rejects names SLACK_APP_TOKEN (apps.connections.open), beside a rejected bot token', { timeout: 60_000 }, async () => {
     const { code, stderr } = await runBotToExit({ ...working(), SLACK_SIGNING_SECRET: '', SLACK_APP_TOKEN: 'xapp-1-not-this-one', SLACK_BOT_TOKEN: 'xoxb-not-this-one' });
     expect(code).toBe(1);
     const lines = problemLines(stderr);
@@ -77,7 +77,7 @@ describe("Slack's answer to the tokens", () => {
     expect(lines[1]).toMatch(/^Configuration error: SLACK_APP_TOKEN was rejected by Slack \(apps\.connections\.open: invalid_auth\): .*connections:write/);
   });
 
-  test('Slack is asked once (auth.test), and Bolt does not ask again when the bot starts', async () => {
+  test('Slack is asked once (auth.test), and Bolt does not ask again when the bot starts', { timeout: 60_000 }, async () => {
     const before = slack.callsTo('auth.test').length;
     const bot = await startBot({ slackApiUrl: slack.apiUrl, openaiBaseUrl: 'http://127.0.0.1:9/v1' });
     try {
@@ -107,7 +107,7 @@ describe('the Cloud Run backend', () => {
     await gcp.close();
   });
 
-  test('without Google credentials the bot stops at once, naming Application Default Credentials, and sends nothing to Google', async () => {
+  test('without Google credentials the bot stops at once, naming Application Default Credentials, and sends nothing to Google', { timeout: 60_000 }, async () => {
     const port = (proxy.address() as { port: number }).port;
     const { code, stderr } = await runBotToExit({
       ...working(),
@@ -131,7 +131,7 @@ describe('the Cloud Run backend', () => {
     expect(proxied, 'no request left for Google').toStrictEqual([]);
   });
 
-  test('a job that does not exist (Cloud Run answers 404) is named with SANDBOX_JOB and the role to check', async () => {
+  test('a job that does not exist (Cloud Run answers 404) is named with SANDBOX_JOB and the role to check', { timeout: 60_000 }, async () => {
     const { code, stderr } = await runBotToExit({ ...working(), ...gcp.env, SANDBOX_JOB: 'no-such-job' });
     expect(code).toBe(1);
     const lines = problemLines(stderr);
@@ -143,7 +143,7 @@ describe('the Cloud Run backend', () => {
     );
   });
 
-  test('a bucket that does not exist and missing permissions on the job are reported together', async () => {
+  test('a bucket that does not exist and missing permissions on the job are reported together', { timeout: 60_000 }, async () => {
     gcp.run.jobSettings.permissions.splice(0, Infinity, 'run.jobs.get', 'run.executions.get');
     try {
       const { code, stderr } = await runBotToExit({ ...working(), ...gcp.env, GCS_BUCKET: 'no-such-bucket' });

@@ -56,7 +56,7 @@ describe('the local sandbox: a probe of its Python', () => {
     for (const name of ['pandas', 'numpy', 'matplotlib', 'seaborn', 'scikit-learn', 'yfinance']) expect(prompt).not.toContain(name);
   });
 
-  test("Debian's Python: what imports is named with its installed version; what is missing (or not even a library) is not", async () => {
+  test("Debian's Python: what imports is named with its installed version; what is missing (or not even a library) is not", { timeout: 60_000 }, async () => {
     const requirements = join(dir, 'requirements.txt');
     await writeFile(requirements, '# asked for\npandas==3.1.1\nnumpy>=2 # fast\nyfinance==1.7.0\nno-such-library-oi==1.0\n');
     const { libraries } = await probeLibraries({ python: SYSTEM_PYTHON, requirementsPath: requirements });
@@ -69,7 +69,7 @@ describe('the local sandbox: a probe of its Python', () => {
     expect(prompt).not.toContain('no-such-library-oi');
   });
 
-  test('the answer is cached per interpreter and probed again when the list changes', async () => {
+  test('the answer is cached per interpreter and probed again when the list changes', { timeout: 60_000 }, async () => {
     const cacheDir = join(dir, 'cache');
     const requirements = join(dir, 'cached-requirements.txt');
     await writeFile(requirements, 'dill\n');
@@ -87,7 +87,7 @@ describe('the local sandbox: a probe of its Python', () => {
     expect((await readdir(cacheDir)).filter((name) => name.endsWith('.tmp'))).toStrictEqual([]);
   });
 
-  test('SANDBOX_PYTHON decides which interpreter is probed', async () => {
+  test('SANDBOX_PYTHON decides which interpreter is probed', { timeout: 60_000 }, async () => {
     const bare = await sandboxLibraries({ sandbox: { backend: 'local', python: barePython, network: true, isolation: 'off' } }, { searchPath: '/usr/bin:/bin' }).catch(
       (error: unknown) => error,
     );
