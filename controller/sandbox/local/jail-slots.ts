@@ -1,0 +1,95 @@
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '../../logger.js';
+import type { CgroupParent } from './cgroup-parent.js';
+import { JailNetwork, type NetworkTools } from './jail-network.js';
+import type { CgroupLimits, SessionCgroup } from './session-cgroup.js';
+
+/**
+ * What one jail (a session's runner, or one step's with SANDBOX_SESSION=off) runs inside: its cgroup
+ * and, with egress, its network namespace. Preparing a namespace costs ~80 ms of CPU (pasta's start),
+ * far over the +15 ms a cold step may pay for its protections (issue 14), so a few slots are
+ * prepared ahead, off the critical path: a new jail takes a ready one and the pool refills behind it.
+ */
+
+export interface JailSlot {
+  readonly name: string;
+  readonly cgroup?: SessionCgroup;
+  readonly network?: JailNetwork;
+}
+
+export interface JailSlotPoolOptions {
+  /** The controller's sandbox cgroup parent, or undefined without usable cgroups. */
+  cgroups?: CgroupParent;
+  limits: CgroupLimits;
+  /** Set with SANDBOX_NETWORK=egress: every slot gets a namespace. */
+  network?: { tools: NetworkTools; rootless: boolean };
+  /** Private folder for the stack's pid files. */
+  runDir: string;
+  /** Slots kept ready (default 1). */
+  spare?: number;
+  logger: Logger;
+}
+
+export class JailSlotPool {
+  private readonly ready: Promise<JailSlot>[] = [];
+  private readonly live = new Set<JailSlot>();
+  private closed = false;
+
+  constructor(private readonly options: JailSlotPoolOptions) {}
+
+  /** Starts filling the pool (call once at start-up; take() works without it). */
+  warm(): void {
+    while (!this.closed && this.ready.length < (this.options.spare ?? 1)) this.ready.push(this.prepareQuietly());
+  }
+
+  /** A ready slot (a prepared one when there is one); the caller release()s it. */
+  async take(): Promise<JailSlot> {
+    if (this.closed) throw new Error('the sandbox is closed');
+    const next = this.ready.shift() ?? this.prepareQuietly();
+    this.warm();
+    const slot = await next;
+    this.live.add(slot);
+    return slot;
+  }
+
+  /** Kills everything that ran in the slot and removes its cgroup. */
+  async release(slot: JailSlot): Promise<void> {
+    this.live.delete(slot);
+    slot.network?.stop();
+    if (slot.cgroup !== undefined) await this.options.cgroups!.release(slot.cgroup);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const spares = await Promise.allSettled(this.ready.splice(0));
+    const slots = [...this.live, ...spares.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []))];
+    await Promise.all(slots.map((slot) => this.release(slot)));
+  }
+
+  private prepareQuietly(): Promise<JailSlot> {
+    const preparing = this.prepare();
+    // A spare nobody awaits yet must not become an unhandled rejection; take() still sees the failure.
+    preparing.catch((error: unknown) => this.options.logger.warn('sandbox slot not prepared', { error: String(error) }));
+    return preparing;
+  }
+
+  private async prepare(): Promise<JailSlot> {
+    const name = `jail-${randomBytes(6).toString('hex')}`;
+    const cgroup = this.options.cgroups?.createSession(name, this.options.limits);
+    try {
+      const network =
+        this.options.network === undefined
+          ? undefined
+          : await JailNetwork.create(this.options.network.tools, {
+              rootless: this.options.network.rootless,
+              runDir: this.options.runDir,
+              name,
+              cgroup,
+            });
+      return { name, cgroup, network };
+    } catch (error) {
+      if (cgroup !== undefined) await this.options.cgroups!.release(cgroup);
+      throw error;
+    }
+  }
+}
