@@ -51,9 +51,14 @@ export function jailCommand(options: JailLaunchOptions): { command: string; args
   // order, so this must come after the base's --cap-drop ALL (before it, it would be dropped again).
   if (options.dropTo !== undefined && base.includes('--cap-drop')) base.push('--cap-add', 'CAP_SETPCAP');
   // Mounts after --remount-ro / could not create their mount point: insert them before it.
-  const mounts = options.resolvConf === undefined ? [] : ['--ro-bind', options.resolvConf, '/etc/resolv.conf'];
-  const remount = base.indexOf('--remount-ro');
-  base.splice(remount < 0 ? base.length : remount, 0, ...mounts);
+  if (options.resolvConf !== undefined) {
+    const remount = base.indexOf('--remount-ro');
+    base.splice(remount < 0 ? base.length : remount, 0, '--ro-bind', options.resolvConf, '/etc/resolv.conf');
+  }
+  // bwrap makes a missing parent 0700 root, and setpriv drops before the runner is opened from /opt/runner:
+  // /opt is made first, traversable.
+  const firstMount = base.findIndex((argument) => ['--perms', '--dir', '--ro-bind', '--bind', '--symlink'].includes(argument));
+  base.splice(firstMount < 0 ? base.length : firstMount, 0, '--perms', '0755', '--dir', '/opt');
 
   const inner =
     options.dropTo === undefined

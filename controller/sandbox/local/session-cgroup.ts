@@ -155,6 +155,7 @@ export class SessionCgroup {
 
   /** SIGKILLs every process in the group and waits until it is empty (true) or the wait ran out (false). */
   async kill(): Promise<boolean> {
+    if (!existsSync(this.mainDir)) return true; // removed already
     if (this.dirs.version === 2 && existsSync(join(this.dirs.dir, 'cgroup.kill'))) {
       writeFileSync(join(this.dirs.dir, 'cgroup.kill'), '1');
     } else if (this.dirs.version === 1 && this.dirs.freezer !== undefined) {
@@ -174,6 +175,7 @@ export class SessionCgroup {
   /** v1: freeze (no process can fork meanwhile), SIGKILL all, thaw so the kills are delivered. */
   private async killFrozen(freezerDir: string): Promise<void> {
     const state = join(freezerDir, 'freezer.state');
+    if (!existsSync(state)) return;
     writeFileSync(state, 'FROZEN');
     const deadline = Date.now() + KILL_WAIT_MS;
     while (readText(state)?.trim() !== 'FROZEN' && Date.now() < deadline) await sleep(POLL_MS);
