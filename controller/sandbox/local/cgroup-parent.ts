@@ -126,7 +126,8 @@ function removeStaleParents(ownDir: string, notes: string[]): void {
     const match = new RegExp(`^${PARENT_PREFIX}(\\d+)$`).exec(entry);
     if (match === null || isAlive(Number(match[1]))) continue;
     void removeGroupTree([join(ownDir, entry)]);
-    notes.push(`removed the sandbox cgroups of a controller that is gone (${entry})`);
+    const note = `removed the sandbox cgroups of a controller that is gone (${entry})`;
+    if (!notes.includes(note)) notes.push(note); // once, not once per v1 hierarchy
   }
 }
 

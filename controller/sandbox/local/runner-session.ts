@@ -24,10 +24,8 @@ import { WorkspaceWatcher } from './workspace-quota.js';
 export interface RunnerSessionOptions {
   slot: JailSlot;
   releaseSlot: (slot: JailSlot) => Promise<void>;
-  /** Starts runner.py with these arguments in the slot (jailed, or as a plain process). */
-  spawnRunner: (slot: JailSlot, runnerArgs: string[]) => ChildProcess;
-  /** --workspace for the runner (/workspace in a jail). */
-  runnerWorkspace: string;
+  /** Starts runner.py for the workspace in the slot (jailed, or as a plain process) with these mode arguments. */
+  spawnRunner: (slot: JailSlot, modeArguments: string[]) => ChildProcess;
   /** The workspace on the host. */
   workspaceDir: string;
   limits: ResourceLimits;
@@ -78,7 +76,7 @@ export class RunnerSession implements PooledSession {
 
   /** Starts the runner and waits for its `ready` line. */
   static async start(options: RunnerSessionOptions): Promise<RunnerSession> {
-    const args = ['--workspace', options.runnerWorkspace, '--session', '--own-pid-namespace', '--limits', JSON.stringify(options.limits)];
+    const args = ['--session', '--limits', JSON.stringify(options.limits)];
     const session = new RunnerSession(options, options.spawnRunner(options.slot, args));
     const timer = setTimeout(() => session.broken('the runner did not get ready in time'), options.startTimeoutMs ?? 60_000);
     try {
