@@ -110,7 +110,7 @@ export class RunnerSession implements PooledSession {
     if (!this.alive) throw new SandboxError('runner_failed', 'the session has ended');
     const id = randomUUID();
     const group = this.options.slot.cgroup;
-    const oomBefore = group?.usage().oomKills ?? 0;
+    const oomBefore = group?.oomKills() ?? 0;
     let cause: StopCause | undefined;
     let quotaUsed = 0;
     const stopNow = (why: StopCause) => {
@@ -170,7 +170,7 @@ export class RunnerSession implements PooledSession {
     const result = boundStepResult({ ...fields, notes, stepId: id, exitCode: 0 }, { maxOutputBytes: this.options.maxOutputBytes, durationMs });
     const group = this.options.slot.cgroup;
     let ended: string | undefined;
-    if (group !== undefined && group.usage().oomKills > oomBefore) ended = 'the sandbox ran out of memory (SANDBOX_MEMORY_MB)';
+    if (group !== undefined && group.oomKills() > oomBefore) ended = 'the sandbox ran out of memory (SANDBOX_MEMORY_MB)';
     const leftovers = group?.processes().filter((pid) => !this.baseline.has(pid)) ?? [];
     if (ended === undefined && leftovers.length > 0) ended = `${leftovers.length} processes of the step were still running after its result`;
     if (ended !== undefined) {
@@ -196,7 +196,7 @@ export class RunnerSession implements PooledSession {
     await removeStepDirectory(this.options.workspaceDir, stepDir).catch(() => {});
     // With a cgroup the kernel's OOM count tells a memory kill from any other SIGKILL (kill -9, a crash).
     const group = this.options.slot.cgroup;
-    const outOfMemory = group !== undefined && group.usage().oomKills > oomBefore;
+    const outOfMemory = group !== undefined && group.oomKills() > oomBefore;
     await this.close(cause ?? 'the runner ended');
     return stoppedResult({
       stepId: id,

@@ -148,6 +148,13 @@ export class SessionCgroup {
     };
   }
 
+  /** Only the OOM kill count (one file: read after every warm session step). */
+  oomKills(): number {
+    return this.dirs.version === 2
+      ? (readKeyed(join(this.dirs.dir, 'memory.events'), 'oom_kill') ?? 0)
+      : (readKeyed(join(this.dirs.memory, 'memory.oom_control'), 'oom_kill') ?? 0);
+  }
+
   /** Starts a new peak measurement (per-step accounting in a session); v2 keeps the session's peak. */
   resetPeak(): void {
     if (this.dirs.version === 1) writeIfPresent(join(this.dirs.memory, 'memory.max_usage_in_bytes'), '0');
