@@ -177,7 +177,7 @@ export class JailNetwork {
   }
 
   private static async setRoutes(tools: NetworkTools, pid: number, rootless: boolean): Promise<void> {
-    const child = spawn(tools.nsenter, [...(rootless ? ['--user'] : []), '--net', '--target', String(pid), tools.ip, '-batch', '-'], {
+    const child = spawn(tools.nsenter, [...(rootless ? ['--user', '--preserve-credentials'] : []), '--net', '--target', String(pid), tools.ip, '-batch', '-'], {
       stdio: ['pipe', 'ignore', 'pipe'],
     });
     child.stdin!.end(blockedRouteCommands().join('\n') + '\n');

@@ -30,6 +30,8 @@ export interface JailRuntimeOptions {
   runnerDir: string;
   limits: ResourceLimits;
   logger: Logger;
+  /** Tests: a network stack other than the one found on PATH. */
+  networkTools?: NetworkTools;
 }
 
 /** Processes and threads of the jail itself (bwrap ×2, the stack, the namespace holder) beside the step's. */
@@ -38,7 +40,9 @@ const PIDS_HEADROOM = 16;
 export class JailRuntime {
   /** The bubblewrap mode, or undefined with SANDBOX_ISOLATION=off. */
   readonly mode: JailMode | undefined;
-  readonly pool: JailSlotPool;
+  private pool: JailSlotPool;
+  /** Settles once egress is known to work (or the runtime fell back to no network). */
+  private readonly ready: Promise<void>;
   /** One line per protection, for the start-up log. */
   readonly description: string[] = [];
   private readonly cgroups: CgroupParent | undefined;
@@ -47,6 +51,7 @@ export class JailRuntime {
   private readonly egress: boolean;
 
   constructor(private readonly options: JailRuntimeOptions) {
+    this.networkToolsOverride = options.networkTools;
     const { logger } = options;
     if (options.isolation === 'off') {
       logger.warn(ISOLATION_OFF_WARNING);
@@ -82,19 +87,57 @@ export class JailRuntime {
       );
     }
     writeFileSync(join(this.runDir, 'resolv.conf'), `nameserver ${JAIL_ADDRESSES.dns}\n`, { mode: 0o644 });
-    this.pool = new JailSlotPool({
+    this.pool = this.makePool(tools);
+    this.ready = tools === undefined ? Promise.resolve() : this.checkEgress(tools);
+  }
+
+  private makePool(tools: NetworkTools | undefined): JailSlotPool {
+    const pool = new JailSlotPool({
       cgroups: this.cgroups,
-      limits: { memoryBytes: options.limits.memoryMb * 1024 * 1024, maxProcesses: options.limits.maxProcesses + PIDS_HEADROOM, cpuWeight: 100 },
+      limits: {
+        memoryBytes: this.options.limits.memoryMb * 1024 * 1024,
+        maxProcesses: this.options.limits.maxProcesses + PIDS_HEADROOM,
+        cpuWeight: 100,
+      },
       network: tools === undefined ? undefined : { tools, rootless: !isRoot() },
       runDir: this.runDir,
       spare: 1,
-      logger,
+      logger: this.options.logger,
     });
-    this.pool.warm();
+    pool.warm();
+    return pool;
   }
 
+  /**
+   * The first prepared slot proves egress works on this host (pasta may be installed and still fail:
+   * no access to /dev/net/tun, a kernel without tap). If it does not, steps get no network — never
+   * the host's — and the log says why.
+   */
+  private async checkEgress(tools: NetworkTools): Promise<void> {
+    try {
+      await this.pool.ready();
+      this.pool.release(await this.pool.take()).catch(() => {});
+    } catch (error) {
+      this.options.logger.warn(`network: OFF — SANDBOX_NETWORK=egress but ${tools.stack} failed (${(error as Error).message}); steps run with no network`);
+      await this.pool.close();
+      this.pool = this.makePool(undefined);
+    }
+  }
+
+  /** A slot for a new jail (prepared ahead when possible). */
+  async takeSlot(): Promise<JailSlot> {
+    await this.ready;
+    return this.pool.take();
+  }
+
+  async releaseSlot(slot: JailSlot): Promise<void> {
+    await this.pool.release(slot);
+  }
+
+  private readonly networkToolsOverride: NetworkTools | undefined;
+
   private networkTools(): NetworkTools | undefined {
-    const tools = findNetworkTools();
+    const tools = this.networkToolsOverride ?? findNetworkTools();
     return typeof tools === 'string' ? undefined : tools;
   }
 
@@ -170,6 +213,7 @@ export class JailRuntime {
   }
 
   async close(): Promise<void> {
+    await this.ready;
     await this.pool.close();
     await this.cgroups?.close();
     rmSync(this.runDir, { recursive: true, force: true });
