@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { silentLogger } from '../controller/logger.js';
-import { bubblewrapArguments } from '../controller/sandbox/bubblewrap.js';
+import { bubblewrapArguments } from '../controller/sandbox/local/bubblewrap.js';
 import { detectCgroupLayout } from '../controller/sandbox/local/cgroup-layout.js';
 import { CgroupParent } from '../controller/sandbox/local/cgroup-parent.js';
 import { launchJail } from '../controller/sandbox/local/jail-launch.js';
@@ -12,8 +12,8 @@ import { findNetworkTools, JAIL_ADDRESSES } from '../controller/sandbox/local/ja
 import { JailSlotPool } from '../controller/sandbox/local/jail-slots.js';
 import { SeccompFilter } from '../controller/sandbox/local/seccomp-filter.js';
 import { freeDiskBytes } from '../controller/sandbox/local/workspace-quota.js';
-import { resolvePython } from '../controller/sandbox/python.js';
-import { isRoot } from '../controller/sandbox/sandbox-user.js';
+import { resolvePython } from '../controller/sandbox/local/python.js';
+import { isRoot } from '../controller/sandbox/local/sandbox-user.js';
 import { median, timed } from './measure.js';
 import type { FigureRow } from './report.js';
 
@@ -44,9 +44,9 @@ function exited(child: ChildProcess): Promise<void> {
 
 export async function jailProtectionsBenchmark(options: { repetitions: number }): Promise<{ rows: FigureRow[]; details: unknown }> {
   if (!isRoot()) throw new Error('needs root (drop-root jail, cgroups)');
-  const python = resolvePython(undefined);
+  const python = resolvePython(undefined, process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin');
   const layout = detectCgroupLayout();
-  const tools = findNetworkTools();
+  const tools = findNetworkTools(process.env.PATH ?? '/usr/bin:/bin');
   const seccomp = SeccompFilter.build();
   if (typeof layout === 'string' || typeof tools === 'string' || typeof seccomp === 'string') {
     throw new Error(`protections unavailable: ${[layout, tools, seccomp].filter((item) => typeof item === 'string').join('; ')}`);

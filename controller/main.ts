@@ -19,6 +19,7 @@ import type { WorkspaceStore } from './workspace/workspace.js';
 async function main(): Promise<void> {
   const config = configOrExit();
   const logger = createLogger({ level: config.logLevel });
+  for (const notice of config.notices) logger.warn(notice);
   const { store, sandbox } = await createBackends(config, logger);
   const openai = new OpenAI({ apiKey: config.openai.apiKey, baseURL: config.openai.baseUrl, maxRetries: 3, timeout: 180_000 });
   const health = new HealthState();
@@ -59,6 +60,10 @@ async function createBackends(config: Config, logger: Logger): Promise<{ store: 
       python: config.sandbox.python,
       network: config.sandbox.network,
       isolation: config.sandbox.isolation,
+      session: config.sandbox.session,
+      sessionIdleSec: config.sandbox.sessionIdleSec,
+      maxSessions: config.sandbox.maxSessions,
+      workspaceMaxMb: config.limits.workspaceMaxMb,
       limits: stepLimits(config),
       logger,
       searchPath: process.env.PATH,

@@ -5,9 +5,9 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { silentLogger } from '../controller/logger.js';
 import { JailRuntime } from '../controller/sandbox/local/jail-runtime.js';
 import { RunnerSession } from '../controller/sandbox/local/runner-session.js';
-import { resolvePython } from '../controller/sandbox/python.js';
+import { resolvePython } from '../controller/sandbox/local/python.js';
 import type { ResourceLimits, StepResult } from '../controller/sandbox/sandbox.js';
-import { handOverWorkspace, isRoot } from '../controller/sandbox/sandbox-user.js';
+import { handOverWorkspace, isRoot } from '../controller/sandbox/local/sandbox-user.js';
 
 // Issues 13 and 14: one jailed runner.py session per thread, driven over its JSON-lines protocol, with
 // the real runner on real Python. What a hostile or stuck step does to the session, and what the
@@ -22,10 +22,11 @@ function makeRuntime(): JailRuntime | string {
     const runtime = new JailRuntime({
       isolation: 'required',
       network: 'off',
-      python: resolvePython(undefined),
+      python: resolvePython(undefined, process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin'),
       runnerDir: resolve('sandbox-image'),
       limits: LIMITS,
       logger: silentLogger,
+      searchPath: process.env.PATH ?? '/usr/bin:/bin',
     });
     return runtime.hasCgroups ? runtime : 'no usable cgroups';
   } catch (error) {
@@ -127,7 +128,7 @@ describe.skipIf(Boolean(skip))('a warm runner session', () => {
     for (const pid of pythonProcesses(session)) process.kill(pid, 'SIGKILL');
     const { result, ended } = await running;
     expect(ended).toBeDefined();
-    expect(result.error?.name).toBe('SessionEnded');
+    expect(result.error?.name).toBe('RunnerEnded');
     expect(result.error?.value).toMatch(/killed by SIGKILL/);
     expect(session.alive).toBe(false);
     const next = await startSession(workspaceDir);

@@ -2,9 +2,9 @@ import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { silentLogger } from '../../controller/logger.js';
-import { bubblewrapArguments } from '../../controller/sandbox/bubblewrap.js';
-import { resolvePython, type PythonInfo } from '../../controller/sandbox/python.js';
-import { isRoot } from '../../controller/sandbox/sandbox-user.js';
+import { bubblewrapArguments } from '../../controller/sandbox/local/bubblewrap.js';
+import { resolvePython, type PythonInfo } from '../../controller/sandbox/local/python.js';
+import { isRoot } from '../../controller/sandbox/local/sandbox-user.js';
 import { detectCgroupLayout } from '../../controller/sandbox/local/cgroup-layout.js';
 import { CgroupParent } from '../../controller/sandbox/local/cgroup-parent.js';
 import { launchJail } from '../../controller/sandbox/local/jail-launch.js';
@@ -49,13 +49,13 @@ export class JailHarness {
     if (!isRoot()) return 'needs root (drop-root jail, cgroups)';
     const layout = detectCgroupLayout();
     if (needs.cgroups && typeof layout === 'string') return `no usable cgroups: ${layout}`;
-    const tools = findNetworkTools();
+    const tools = findNetworkTools(process.env.PATH ?? '/usr/bin:/bin');
     if (needs.network && typeof tools === 'string') return `no network stack: ${tools}`;
     const seccomp = SeccompFilter.build();
     if (needs.seccomp && typeof seccomp === 'string') return `no seccomp filter: ${seccomp}`;
     let python: PythonInfo;
     try {
-      python = resolvePython(undefined);
+      python = resolvePython(undefined, process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin');
     } catch (error) {
       return (error as Error).message;
     }

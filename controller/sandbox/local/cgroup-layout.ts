@@ -37,7 +37,7 @@ function unescape(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_match, octal: string) => String.fromCharCode(parseInt(octal, 8)));
 }
 
-export function parseMountInfo(text: string): Mount[] {
+function parseMountInfo(text: string): Mount[] {
   const mounts: Mount[] = [];
   for (const line of text.split('\n')) {
     const separator = line.indexOf(' - ');

@@ -4,7 +4,7 @@ import { REQUIRED_CONTROLLERS, type CgroupLayout } from './cgroup-layout.js';
 import { SessionCgroup, type CgroupLimits, type SessionCgroupDirs } from './session-cgroup.js';
 
 /**
- * The parent group of this controller's sandbox sessions: `oi-sandbox-<pid>` under the controller's
+ * The parent group of this controller's sandbox sessions: `oi-sandbox-<pid>-<n>` under the controller's
  * OWN cgroup in each hierarchy, so that whatever the host or container limits the controller to also
  * bounds its sandboxes, and two controllers on one host never share a group. Groups left by a
  * controller that died (its pid is gone) are killed and removed when the next one starts.
@@ -17,6 +17,7 @@ import { SessionCgroup, type CgroupLimits, type SessionCgroupDirs } from './sess
  */
 
 const PARENT_PREFIX = 'oi-sandbox-';
+let instances = 0;
 
 function isAlive(pid: number): boolean {
   return existsSync(`/proc/${pid}`);
@@ -67,7 +68,8 @@ export class CgroupParent {
   /** Creates the parent group (throws with the reason when the hierarchy is not writable). */
   static prepare(layout: CgroupLayout): CgroupParent {
     const notes: string[] = [];
-    const name = `${PARENT_PREFIX}${process.pid}`;
+    // One parent per instance (a process may hold several sandboxes: tests, the benchmark).
+    const name = `${PARENT_PREFIX}${process.pid}-${++instances}`;
     const ownDirs: Record<string, string> =
       layout.version === 2 ? { unified: layout.ownDir } : (layout.ownDirs as Record<string, string>);
     for (const ownDir of new Set(Object.values(ownDirs))) removeStaleParents(ownDir, notes);
@@ -123,7 +125,7 @@ export class CgroupParent {
 
 function removeStaleParents(ownDir: string, notes: string[]): void {
   for (const entry of safeReaddir(ownDir)) {
-    const match = new RegExp(`^${PARENT_PREFIX}(\\d+)$`).exec(entry);
+    const match = new RegExp(`^${PARENT_PREFIX}(\\d+)(-\\d+)?$`).exec(entry);
     if (match === null || isAlive(Number(match[1]))) continue;
     void removeGroupTree([join(ownDir, entry)]);
     const note = `removed the sandbox cgroups of a controller that is gone (${entry})`;

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess, type StdioNull, type StdioPipe } from 'node:child_process';
 import type { Writable } from 'node:stream';
-import type { SandboxUser } from '../sandbox-user.js';
+import type { SandboxUser } from './sandbox-user.js';
 import type { JailSlot } from './jail-slots.js';
 import type { SeccompFilter } from './seccomp-filter.js';
 
@@ -37,8 +37,8 @@ export interface JailLaunchOptions {
   detached?: boolean;
 }
 
-/** The full command line; exported for tests and the benchmark. */
-export function jailCommand(options: JailLaunchOptions): { command: string; args: string[] } {
+/** The full command line: the chain of wrappers around bwrap. */
+function jailCommand(options: JailLaunchOptions): { command: string; args: string[] } {
   const base = [...options.bubblewrapArgs];
   const sharesHostNetwork = options.slot.network === undefined && !base.includes('--unshare-net');
   if (sharesHostNetwork) throw new Error('refusing to start a jail in the host network namespace');

@@ -20,7 +20,7 @@ import { killQuietly, type SessionCgroup } from './session-cgroup.js';
 export const JAIL_ADDRESSES = { address: '198.51.100.100', prefixLength: 24, gateway: '198.51.100.2', dns: '198.51.100.3' };
 
 /** IPv4 ranges no step may reach (besides every address of the host itself). */
-export const BLOCKED_IPV4_RANGES = [
+const BLOCKED_IPV4_RANGES = [
   '0.0.0.0/8', // "this network"
   '10.0.0.0/8', // private
   '100.64.0.0/10', // carrier-grade NAT (also used inside clouds)
@@ -43,18 +43,18 @@ export interface NetworkTools {
 
 const SEARCH_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
-function findTool(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(':').filter(Boolean), ...SEARCH_DIRS];
+function findTool(name: string, searchPath: string): string | undefined {
+  const dirs = [...searchPath.split(':').filter(Boolean), ...SEARCH_DIRS];
   return dirs.map((dir) => join(dir, name)).find((path) => existsSync(path));
 }
 
-/** pasta when installed, else slirp4netns; with iproute2's ip and util-linux's nsenter/unshare. */
-export function findNetworkTools(): NetworkTools | string {
-  const ip = findTool('ip');
-  const nsenter = findTool('nsenter');
-  const unshare = findTool('unshare');
-  const pasta = findTool('pasta');
-  const slirp = findTool('slirp4netns');
+/** pasta when installed, else slirp4netns; with iproute2's ip and util-linux's nsenter/unshare (searchPath, then the sbin folders). */
+export function findNetworkTools(searchPath: string): NetworkTools | string {
+  const ip = findTool('ip', searchPath);
+  const nsenter = findTool('nsenter', searchPath);
+  const unshare = findTool('unshare', searchPath);
+  const pasta = findTool('pasta', searchPath);
+  const slirp = findTool('slirp4netns', searchPath);
   const missing = [ip ? '' : 'ip (iproute2)', nsenter && unshare ? '' : 'nsenter/unshare (util-linux)', pasta || slirp ? '' : 'pasta (passt) or slirp4netns'];
   if (missing.some(Boolean)) return `missing ${missing.filter(Boolean).join(', ')}`;
   return { stack: pasta ? 'pasta' : 'slirp4netns', stackPath: (pasta ?? slirp)!, ip: ip!, nsenter: nsenter!, unshare: unshare! };

@@ -4,12 +4,11 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../../logger.js';
 import { SandboxError, type ResourceLimits } from '../sandbox.js';
-import { bubblewrapArguments, JAIL_RUNNER_DIR, JAIL_WORKSPACE, probeBubblewrap, type JailMode } from '../bubblewrap.js';
-import type { PythonInfo } from '../python.js';
-import { isRoot, sandboxUserFor, type SandboxUser } from '../sandbox-user.js';
+import { bubblewrapArguments, JAIL_RUNNER_DIR, JAIL_WORKSPACE, probeBubblewrap, type JailMode } from './bubblewrap.js';
+import type { PythonInfo } from './python.js';
+import { isRoot, sandboxUserFor, type SandboxUser } from './sandbox-user.js';
 import { detectCgroupLayout } from './cgroup-layout.js';
 import { CgroupParent } from './cgroup-parent.js';
-import { ISOLATION_OFF_WARNING, type IsolationSetting, type NetworkSetting } from './isolation-settings.js';
 import { launchJail } from './jail-launch.js';
 import { findNetworkTools, JAIL_ADDRESSES, type NetworkTools } from './jail-network.js';
 import { JailSlotPool, type JailSlot } from './jail-slots.js';
@@ -24,15 +23,22 @@ import { SeccompFilter } from './seccomp-filter.js';
  */
 
 export interface JailRuntimeOptions {
-  isolation: IsolationSetting;
-  network: NetworkSetting;
+  isolation: 'required' | 'off';
+  network: 'egress' | 'off';
   python: PythonInfo;
   runnerDir: string;
   limits: ResourceLimits;
   logger: Logger;
+  /** PATH used on the host to find bwrap (the probe). */
+  searchPath: string;
   /** Tests: a network stack other than the one found on PATH. */
   networkTools?: NetworkTools;
 }
+
+const ISOLATION_OFF_WARNING =
+  'SANDBOX_ISOLATION=off: steps run as plain processes and threads are NOT isolated — code from any thread can ' +
+  "read the controller's environment (Slack and OpenAI keys), every thread's files and the host's network. " +
+  'Use only on a single-user development machine.';
 
 /** Processes and threads of the jail itself (bwrap ×2, the stack, the namespace holder) beside the step's. */
 const PIDS_HEADROOM = 16;
@@ -82,7 +88,7 @@ export class JailRuntime {
         tools !== undefined
           ? `network: egress through ${tools.stack} in a namespace per session; loopback, link-local, private ranges and the host unreachable`
           : options.network === 'egress'
-            ? `network: OFF — SANDBOX_NETWORK=egress but ${findNetworkTools() as string}; install passt (pasta) and iproute2`
+            ? `network: OFF — SANDBOX_NETWORK=egress but ${findNetworkTools(options.searchPath) as string}; install passt (pasta) and iproute2`
             : 'network: off (a namespace with loopback only)',
       );
     }
@@ -137,7 +143,7 @@ export class JailRuntime {
   private readonly networkToolsOverride: NetworkTools | undefined;
 
   private networkTools(): NetworkTools | undefined {
-    const tools = this.networkToolsOverride ?? findNetworkTools();
+    const tools = this.networkToolsOverride ?? findNetworkTools(this.options.searchPath);
     return typeof tools === 'string' ? undefined : tools;
   }
 
@@ -230,7 +236,7 @@ function chooseMode(options: JailRuntimeOptions): JailMode {
       problems.push('drop-root: /usr/bin/setpriv (util-linux) is missing');
       continue;
     }
-    const problem = probeBubblewrap(mode, options.python, options.runnerDir, mode === 'drop-root' ? probeUser : undefined);
+    const problem = probeBubblewrap(mode, options.python, options.runnerDir, mode === 'drop-root' ? probeUser : undefined, options.searchPath);
     if (problem === undefined) return mode;
     problems.push(`${mode}: ${problem}`);
   }

@@ -3,13 +3,13 @@ import { randomUUID } from 'node:crypto';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../../logger.js';
-import { boundStepResult, RESULT_TOO_LARGE_MESSAGE } from '../bound-result.js';
+import { boundStepResult } from '../bound-result.js';
 import { SandboxError, type ResourceLimits, type StepRequest, type StepResult } from '../sandbox.js';
-import { interpretExit, readPartialOutput, removeStepDirectory } from '../step-files.js';
+import { interpretExit, readPartialOutput, removeStepDirectory } from './step-files.js';
 import type { JailSlot } from './jail-slots.js';
 import { JsonLineReader } from './json-lines.js';
 import type { PooledSession } from './session-pool.js';
-import { parseSessionReply, SESSION_LINE_MAX_BYTES, stepRequestLine, stopRequestLine, type SessionReply, type SessionResultReply } from './session-replies.js';
+import { parseSessionReply, SESSION_LINE_MAX_BYTES, stepRequestLine, stopRequestLine, type SessionReply, type SessionResultReply } from '../runner-protocol.js';
 import { stoppedResult, type StopCause } from './stopped-step.js';
 import { WorkspaceWatcher } from './workspace-quota.js';
 
@@ -43,9 +43,9 @@ export interface StepOptions {
 }
 
 /** How long after its timeout a step may take to report before the session is killed. */
-export const KILL_GRACE_MS = 3_000;
+const KILL_GRACE_MS = 3_000;
 /** How long a Stop may take before the session is killed. */
-export const STOP_GRACE_MS = 3_000;
+const STOP_GRACE_MS = 3_000;
 const STDERR_TAIL = 4_000;
 
 function signalName(number: number): string | undefined {
@@ -209,7 +209,7 @@ export class RunnerSession implements PooledSession {
       output,
       quota: quotaBytes === undefined ? undefined : { usedBytes: quotaUsed, quotaBytes },
       endDescription: this.describeEnd(),
-      tooLargeMessage: RESULT_TOO_LARGE_MESSAGE,
+      note: 'The sandbox session was ended with this step: the next step starts a new one with the variables saved after the previous step.',
     });
   }
 

@@ -23,7 +23,7 @@ import { spawnSync } from 'node:child_process';
  */
 
 /** The Python interpreter that has python3-seccomp (Debian's), not SANDBOX_PYTHON (often a virtualenv). */
-export const SECCOMP_PYTHON = '/usr/bin/python3';
+const SECCOMP_PYTHON = '/usr/bin/python3';
 
 const GENERATOR = String.raw`
 import errno, socket, sys

@@ -42,7 +42,6 @@ const KILL_WAIT_MS = 3_000;
  * Exit status 125 means the move failed (the command never ran).
  */
 const ENTER_SCRIPT = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
-export const CGROUP_ENTER_FAILED = 125;
 
 function readText(path: string): string | undefined {
   try {

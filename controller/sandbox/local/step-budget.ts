@@ -1,6 +1,6 @@
 import { lchown, lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { SandboxUser } from '../sandbox-user.js';
+import type { SandboxUser } from './sandbox-user.js';
 import { freeDiskBytes, measureWorkspace, remainingBytes, stepFileLimitMb } from './workspace-quota.js';
 
 /**

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 
 export const DEFAULT_WORKSPACE_MAX_MB = 2048;
 /** Disk space steps may never take (history, controller state, other threads' uploads). */
-export const DISK_RESERVE_BYTES = 512 * 1024 * 1024;
+const DISK_RESERVE_BYTES = 512 * 1024 * 1024;
 const MB = 1024 * 1024;
 
 export interface WorkspaceUsage {
