@@ -3,14 +3,8 @@ import { linkSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, truncateSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import {
-  measureWorkspace,
-  quotaExceededMessage,
-  remainingBytes,
-  stepFileLimitMb,
-  uploadRefusal,
-  WorkspaceWatcher,
-} from '../controller/sandbox/local/workspace-quota.js';
+import { measureWorkspace, remainingBytes, stepFileLimitMb, WorkspaceWatcher } from '../controller/sandbox/local/workspace-quota.js';
+import { quotaExceededMessage, uploadRefusal } from '../controller/workspace/quota.js';
 
 // Issue 14, finding 3: a thread cannot fill the disk. Its workspace has a quota; a step is stopped
 // near it (RLIMIT_FSIZE for one file, a watcher for many), never told after writing gigabytes.
@@ -49,6 +43,7 @@ describe('workspace size', () => {
         'SANDBOX_WORKSPACE_MAX_MB): delete files you no longer need (os.remove, shutil.rmtree) or write smaller outputs, then try again.',
     );
     expect(uploadRefusal('big.csv', 100 * MB, 2000 * MB, 2048 * MB)).toMatch(/^big\.csv \(100 MB\) was not saved: .* 2000 MB of its 2048 MB limit/);
+    expect(uploadRefusal('stream.csv', undefined, 2000 * MB, 2048 * MB)).toMatch(/^stream\.csv was not saved/);
     expect(uploadRefusal('small.csv', 10 * MB, 2000 * MB, 2048 * MB)).toBe(undefined);
   });
 });

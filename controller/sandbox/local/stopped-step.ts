@@ -1,7 +1,7 @@
 import { RESULT_TOO_LARGE_MESSAGE } from '../bound-result.js';
 import { stoppedStepResult } from '../runner-protocol.js';
 import type { ResourceLimits, StepLimitKind, StepResult } from '../sandbox.js';
-import { quotaExceededMessage } from './workspace-quota.js';
+import { quotaExceededMessage } from '../../workspace/quota.js';
 
 /**
  * The result of a step that ended without the runner's result (issue 13): the controller stopped it

@@ -10,7 +10,8 @@ import { join } from 'node:path';
  * - during a step: a watcher that measures the workspace and ends the step once it crosses the quota
  *   (many files, each under RLIMIT_FSIZE) — it overshoots by at most what the step writes in one
  *   interval, never by gigabytes;
- * - around: one sentence for the model and the thread, and the same check for uploads.
+ * - around: one sentence for the model and the thread, and the same check for uploads
+ *   (workspace/quota.ts, shared with the GCS store).
  * Sizes are allocated blocks (du), not apparent sizes: a sparse file costs what it uses on disk.
  */
 
@@ -74,26 +75,6 @@ export function remainingBytes(options: { usedBytes: number; quotaBytes: number;
 /** RLIMIT_FSIZE for the step in MB (the runner's unit): the per-file limit, or less when the quota is nearly used. */
 export function stepFileLimitMb(maxFileMb: number, remaining: number): number {
   return Math.max(1, Math.min(maxFileMb, Math.floor(remaining / MB)));
-}
-
-const megabytes = (bytes: number) => `${Math.round(bytes / MB)} MB`;
-
-/** One sentence for the model and the thread when a step filled the workspace. */
-export function quotaExceededMessage(usedBytes: number, quotaBytes: number): string {
-  return (
-    `The step was stopped because the thread's workspace reached its size limit (${megabytes(usedBytes)} used of ` +
-    `${megabytes(quotaBytes)}, SANDBOX_WORKSPACE_MAX_MB): delete files you no longer need (os.remove, shutil.rmtree) ` +
-    'or write smaller outputs, then try again.'
-  );
-}
-
-/** The sentence for an upload that would not fit, or undefined when it fits. */
-export function uploadRefusal(name: string, uploadBytes: number, usedBytes: number, quotaBytes: number): string | undefined {
-  if (usedBytes + uploadBytes <= quotaBytes) return undefined;
-  return (
-    `${name} (${megabytes(uploadBytes)}) was not saved: the thread's workspace holds ${megabytes(usedBytes)} of its ` +
-    `${megabytes(quotaBytes)} limit; ask me to delete files you no longer need, then upload it again.`
-  );
 }
 
 /**
