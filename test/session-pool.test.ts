@@ -131,3 +131,11 @@ describe('SessionPool', () => {
     await expect(pool.use('B', serialOf)).rejects.toThrow('the sandbox is closed');
   });
 });
+
+test('warm() starts a thread\'s session ahead; the step that follows uses it', async () => {
+  const { pool, started } = makePool();
+  pool.warm('A');
+  pool.warm('A'); // once
+  expect(await pool.use('A', serialOf)).toBe(0);
+  expect(started).toHaveLength(1);
+});

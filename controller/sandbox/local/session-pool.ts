@@ -72,6 +72,15 @@ export class SessionPool<S extends PooledSession> {
     }
   }
 
+  /**
+   * Starts the thread's session in the background when it has none (a speculative start: the runner's
+   * start-up overlaps the model's first answer). A step that comes meanwhile waits for it.
+   */
+  warm(key: string): void {
+    if (this.closed || this.entries.has(key) || this.locks.has(key)) return;
+    this.use(key, async () => {}).catch(() => {}); // a start that fails is tried again by the step
+  }
+
   /** Ends a thread's session now (after a kill, or when it is no longer safe to reuse). */
   async end(key: string, reason: string): Promise<void> {
     const entry = this.entries.get(key);

@@ -23,7 +23,7 @@ const OVER_QUOTA_SLACK = 1 * MB;
 
 export async function stepBudget(workspaceDir: string, options: { quotaBytes: number; maxFileMb: number; usedBytes?: number }): Promise<StepBudget> {
   const usedBytes = options.usedBytes ?? (await measureWorkspace(workspaceDir)).bytes;
-  const remaining = remainingBytes({ usedBytes, quotaBytes: options.quotaBytes, freeBytes: await freeDiskBytes(workspaceDir) });
+  const remaining = remainingBytes({ usedBytes, quotaBytes: options.quotaBytes, freeBytes: freeDiskBytes(workspaceDir) });
   return {
     fileLimitMb: stepFileLimitMb(options.maxFileMb, remaining),
     stopAtBytes: Math.max(options.quotaBytes, usedBytes + OVER_QUOTA_SLACK),

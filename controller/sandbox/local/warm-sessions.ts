@@ -59,6 +59,7 @@ export class WarmSessions {
       throw new SandboxError('unsupported_workspace', `LocalSandbox needs a local workspace, got ${location.kind}`);
     }
     const workspaceDir = resolve(location.dir);
+    this.pool.warm(workspaceDir);
     return {
       run: (request, options) => this.run(workspaceDir, request, options),
       release: async () => {
