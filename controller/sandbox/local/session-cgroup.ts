@@ -20,7 +20,7 @@ export interface CgroupLimits {
 
 export interface CgroupUsage {
   memoryBytes: number;
-  /** Highest memory use since creation or the last resetPeak(); undefined where the kernel has no counter. */
+  /** Highest memory use since the group was made; undefined where the kernel has no counter. */
   memoryPeakBytes: number | undefined;
   /** CPU time of every process that ran in the group, in microseconds; undefined without cpuacct (v1). */
   cpuMicros: number | undefined;
@@ -152,11 +152,6 @@ export class SessionCgroup {
     return this.dirs.version === 2
       ? (readKeyed(join(this.dirs.dir, 'memory.events'), 'oom_kill') ?? 0)
       : (readKeyed(join(this.dirs.memory, 'memory.oom_control'), 'oom_kill') ?? 0);
-  }
-
-  /** Starts a new peak measurement (per-step accounting in a session); v2 keeps the session's peak. */
-  resetPeak(): void {
-    if (this.dirs.version === 1) writeIfPresent(join(this.dirs.memory, 'memory.max_usage_in_bytes'), '0');
   }
 
   /** SIGKILLs every process in the group and waits until it is empty (true) or the wait ran out (false). */
