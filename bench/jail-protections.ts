@@ -23,9 +23,9 @@ import type { FigureRow } from './report.js';
  * setpriv's capability drop) add to a cold step, side by side with today's jail, and to a warm
  * session step. Method: the same `python3 -c pass` in
  *   today       bwrap with today's arguments (--unshare-net), as root
- *   protected   a slot taken from a warm pool (cgroup + namespace + pasta prepared ahead), then
- *               sh (cgroup) → nsenter → bwrap --seccomp → setpriv → python: everything a cold step
- *               waits for (its slot is released after its result: reported on its own line)
+ *   protected   a slot taken from a warm pool (cgroup, namespace with pasta, and the jail's first
+ *               process prepared ahead), which execs bwrap --seccomp → setpriv → python: everything a
+ *               cold step waits for (its slot is released after its result: reported on its own line)
  *   no egress   the same with SANDBOX_NETWORK=off (cgroup only, bwrap's own empty namespace)
  * interleaved, median over repetitions. Reported beside them: what preparing a slot costs (off the
  * step's path, in the background) and what a warm session step pays for the protections (the cgroup
@@ -58,9 +58,10 @@ export async function jailProtectionsBenchmark(options: { repetitions: number })
   chownSync(workspace, UID, UID);
   writeFileSync(join(runDir, 'resolv.conf'), `nameserver ${JAIL_ADDRESSES.dns}\n`);
   const limits = { memoryBytes: 2048 * 1024 * 1024, maxProcesses: 272, cpuWeight: 100 };
+  const common = { cgroups, limits, runDir, seccompProgram: seccomp.program, environment: ENVIRONMENT, logger: silentLogger };
   const pools = {
-    egress: new JailSlotPool({ cgroups, limits, network: { tools, rootless: false }, runDir, spare: 1, logger: silentLogger }),
-    off: new JailSlotPool({ cgroups, limits, runDir, spare: 1, logger: silentLogger }),
+    egress: new JailSlotPool({ ...common, network: { tools, rootless: false }, spare: 1 }),
+    off: new JailSlotPool({ ...common, spare: 1 }),
   };
   const base = bubblewrapArguments({ mode: 'drop-root', workspaceDir: workspace, runnerDir: RUNNER_DIR, python, network: false, tmpSizeMb: 2048, environment: ENVIRONMENT });
   try {
@@ -76,15 +77,13 @@ export async function jailProtectionsBenchmark(options: { repetitions: number })
           args: ['-c', 'pass'],
           slot: taken,
           dropTo: { uid: UID, gid: UID },
-          seccomp,
-          resolvConf: taken.network === undefined ? undefined : join(runDir, 'resolv.conf'),
-          stdio: ['ignore', 'ignore', 'ignore'],
-          env: ENVIRONMENT,
+          resolvConf: taken.egress ? join(runDir, 'resolv.conf') : undefined,
         });
+        child.stdin!.end();
         await exited(child);
         return taken;
       });
-      if (slot.network !== undefined) releases.push((await timed(() => pool.release(slot))).ms);
+      if (slot.egress) releases.push((await timed(() => pool.release(slot))).ms);
       else await pool.release(slot);
       return ms;
     };
@@ -93,7 +92,7 @@ export async function jailProtectionsBenchmark(options: { repetitions: number })
       protected: () => protectedRun(pools.egress),
       noEgress: () => protectedRun(pools.off),
       prepareSlot: async () => {
-        const pool = new JailSlotPool({ cgroups, limits, network: { tools, rootless: false }, runDir, spare: 0, logger: silentLogger });
+        const pool = new JailSlotPool({ ...common, network: { tools, rootless: false }, spare: 0 });
         const { ms, value: slot } = await timed(() => pool.take());
         await pool.release(slot);
         return ms;

@@ -102,7 +102,7 @@ describe.skipIf(Boolean(skip))('jail network namespace', () => {
       ].join('\n'),
     );
     expect(found).toStrictEqual({ default: ['tap0'], resolv: 'nameserver 198.51.100.3\n', interfaces: ['lo', 'tap0'] });
-    const stackPid = slot.network!.ownPids[1]!;
+    const stackPid = slot.launcher.stackPid!;
     expect(readFileSync(`/proc/${stackPid}/comm`, 'utf8').trim()).toMatch(/^(pasta|passt)/);
     // The stack runs in the session's cgroup, so kill-the-group ends it too.
     expect(slot.cgroup?.processes() ?? [stackPid]).toContain(stackPid);

@@ -92,8 +92,8 @@ describe.skipIf(Boolean(skip))('seccomp filter and capabilities of the jail', ()
 
   test('without the filter the same jail could create a user namespace (the filter is what denies it)', async (context) => {
     if (Number(readFileSync('/proc/sys/user/max_user_namespaces', 'utf8')) === 0) context.skip('user namespaces are disabled on this kernel');
-    const slot = await jail.slot({ egress: false, cgroup: false });
-    const found = await jail.probe(slot, ATTEMPTS, { seccomp: false });
+    const slot = await jail.slot({ egress: false, cgroup: false, seccomp: false });
+    const found = await jail.probe(slot, ATTEMPTS);
     expect(found['unshare(CLONE_NEWUSER)']).toBe('ok');
     // Without a filter the kernel answers for itself: not a terminal, not a valid io_uring request.
     expect(found['ioctl(TIOCSTI)']).toBe('ENOTTY');

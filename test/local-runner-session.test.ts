@@ -50,7 +50,7 @@ async function startSession(workspaceDir = join(root, `thread-${++threads}`)): P
   const session = await RunnerSession.start({
     slot,
     releaseSlot: (used) => jail.releaseSlot(used),
-    spawnRunner: (used, args) => jail.spawnRunner(used, workspaceDir, args, ['pipe', 'pipe', 'pipe']),
+    spawnRunner: (used, args) => jail.spawnRunner(used, workspaceDir, args),
     workspaceDir,
     limits: LIMITS,
     maxOutputBytes: 100_000,

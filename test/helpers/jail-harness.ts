@@ -64,11 +64,13 @@ export class JailHarness {
   }
 
   /** A slot (cgroup; namespace with egress) from a pool of its own. */
-  async slot(options: { egress: boolean; limits?: CgroupLimits; cgroup?: boolean; tools?: NetworkTools }): Promise<JailSlot> {
+  async slot(options: { egress: boolean; limits?: CgroupLimits; cgroup?: boolean; tools?: NetworkTools; seccomp?: boolean }): Promise<JailSlot> {
     const pool = new JailSlotPool({
       cgroups: options.cgroup === false ? undefined : this.cgroups,
       limits: options.limits ?? DEFAULT_TEST_LIMITS,
       network: options.egress ? { tools: options.tools ?? this.tools!, rootless: false } : undefined,
+      seccompProgram: options.seccomp === false ? undefined : this.seccomp?.program,
+      environment: { PATH: '/usr/bin:/bin' },
       runDir: this.runDir,
       spare: 0,
       logger: silentLogger,
@@ -77,8 +79,8 @@ export class JailHarness {
     return pool.take();
   }
 
-  /** Runs Python code in a jail in `slot`; resolves when the jail's first process exits. */
-  run(slot: JailSlot, code: string, options: { seccomp?: boolean; shmSizeMb?: number } = {}): Promise<JailRun> {
+  /** Runs Python code in a jail in `slot` (the filter is the slot's); resolves when the jail's first process exits. */
+  run(slot: JailSlot, code: string): Promise<JailRun> {
     const base = bubblewrapArguments({
       mode: 'drop-root',
       workspaceDir: this.workspace,
@@ -94,11 +96,9 @@ export class JailHarness {
       args: ['-c', `import os\nos.chdir('/workspace')\n${code}`],
       slot,
       dropTo: { uid: JAIL_UID, gid: JAIL_UID },
-      seccomp: options.seccomp === false ? undefined : this.seccomp,
-      resolvConf: slot.network === undefined ? undefined : join(this.runDir, 'resolv.conf'),
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      resolvConf: slot.egress ? join(this.runDir, 'resolv.conf') : undefined,
     });
+    child.stdin!.end();
     let stdout = '';
     let stderr = '';
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -110,8 +110,8 @@ export class JailHarness {
   }
 
   /** Runs code that prints one JSON line; returns it parsed (fails with stderr otherwise). */
-  async probe(slot: JailSlot, code: string, options: { seccomp?: boolean } = {}): Promise<Record<string, unknown>> {
-    const result = await this.run(slot, code, options);
+  async probe(slot: JailSlot, code: string): Promise<Record<string, unknown>> {
+    const result = await this.run(slot, code);
     if (result.code !== 0) throw new Error(`jail exited ${result.code ?? result.signal}: ${result.stderr}`);
     return JSON.parse(result.stdout) as Record<string, unknown>;
   }

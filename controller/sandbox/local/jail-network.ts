@@ -3,7 +3,7 @@ import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
-import { killQuietly, type SessionCgroup } from './session-cgroup.js';
+import { killQuietly } from './session-cgroup.js';
 
 /**
  * The network of a jail that may reach the internet (SANDBOX_NETWORK=egress, issue 14): its own
@@ -110,100 +110,61 @@ function waitForExit(child: ChildProcess, what: string): Promise<void> {
   });
 }
 
-/** Resolves with the first line a child prints, rejects if it exits first. */
-function firstLine(child: ChildProcess, what: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`${what} exited (${code}) before it was ready`)));
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      text += chunk;
-      if (text.includes('\n')) resolve(text.slice(0, text.indexOf('\n')));
-    });
-  });
+export type Wrap = (command: string, args: string[]) => { command: string; args: string[] };
+
+/** The stack attached to a namespace: its process (killed at the slot's end). */
+export interface AttachedStack {
+  pid: number | undefined;
+  /** slirp4netns runs in the foreground: its ChildProcess. */
+  child: ChildProcess | undefined;
 }
 
-type Wrap = (command: string, args: string[]) => { command: string; args: string[] };
-
-export class JailNetwork {
-  private constructor(
-    private readonly tools: NetworkTools,
-    private readonly holder: ChildProcess,
-    private readonly stack: ChildProcess | undefined,
-    private readonly stackPid: number | undefined,
-    private readonly rootless: boolean,
-  ) {}
-
-  /**
-   * A new namespace with the stack attached and the routes set: a holder process keeps it alive
-   * until stop(). Processes are started inside `cgroup` when given (the stack is then killed with it).
-   */
-  static async create(tools: NetworkTools, options: { rootless: boolean; runDir: string; name: string; cgroup?: SessionCgroup }): Promise<JailNetwork> {
-    const wrap: Wrap = (command, args) => options.cgroup?.enterCommand(command, args) ?? { command, args };
-    const namespaces = options.rootless ? ['--user', '--map-root-user', '--net'] : ['--net'];
-    const holderCommand = wrap(tools.unshare, [...namespaces, '--', '/bin/sh', '-c', 'echo ready; read -r _']);
-    // The holder lives until its stdin closes: when the controller dies, it goes too.
-    const holder = spawn(holderCommand.command, holderCommand.args, { stdio: ['pipe', 'pipe', 'ignore'] });
-    let stack: ChildProcess | undefined;
-    try {
-      await firstLine(holder, 'network namespace holder');
-      const pid = holder.pid!;
-      const pidFile = join(options.runDir, `${options.name}.pasta.pid`);
-      const nsFds = [openSync(`/proc/${pid}/ns/net`, 'r'), ...(options.rootless ? [openSync(`/proc/${pid}/ns/user`, 'r')] : [])];
-      const stackCommand = wrap(tools.stackPath, stackArguments(tools, options.rootless, pidFile));
-      try {
-        stack = spawn(stackCommand.command, stackCommand.args, {
-          stdio: ['ignore', 'ignore', 'pipe', nsFds[0]!, nsFds[1] ?? 'ignore', tools.stack === 'slirp4netns' ? 'pipe' : 'ignore'],
-        });
-      } finally {
-        for (const fd of nsFds) closeSync(fd);
-      }
-      const ready =
-        tools.stack === 'pasta'
-          ? waitForExit(stack, 'pasta') // pasta forks into the background once the namespace is configured
-          : new Promise<void>((resolve, reject) => {
-              stack!.once('exit', (code) => reject(new Error(`slirp4netns exited (${code}) before it was ready`)));
-              (stack!.stdio as unknown as (Readable | null)[])[5]!.once('data', () => resolve());
-            });
-      await Promise.all([ready, JailNetwork.setRoutes(tools, pid, options.rootless)]);
-      const stackPid = tools.stack === 'pasta' ? Number(readFileSync(pidFile, 'utf8').trim()) : stack.pid;
-      return new JailNetwork(tools, holder, tools.stack === 'pasta' ? undefined : stack, stackPid, options.rootless);
-    } catch (error) {
-      holder.stdin?.destroy();
-      killQuietly(holder.pid ?? -1);
-      if (stack?.pid !== undefined) killQuietly(stack.pid);
-      throw error;
-    }
-  }
-
-  private static async setRoutes(tools: NetworkTools, pid: number, rootless: boolean): Promise<void> {
-    const child = spawn(tools.nsenter, [...(rootless ? ['--user', '--preserve-credentials'] : []), '--net', '--target', String(pid), tools.ip, '-batch', '-'], {
-      stdio: ['pipe', 'ignore', 'pipe'],
+/**
+ * Attaches the stack to the network namespace of process `pid` and sets the routes (both before any
+ * code of the jail runs). `wrap` starts the stack inside the slot's cgroup.
+ */
+export async function attachNetwork(
+  tools: NetworkTools,
+  options: { pid: number; rootless: boolean; runDir: string; name: string; wrap: Wrap },
+): Promise<AttachedStack> {
+  const { pid } = options;
+  const pidFile = join(options.runDir, `${options.name}.pasta.pid`);
+  const nsFds = [openSync(`/proc/${pid}/ns/net`, 'r'), ...(options.rootless ? [openSync(`/proc/${pid}/ns/user`, 'r')] : [])];
+  const stackCommand = options.wrap(tools.stackPath, stackArguments(tools, options.rootless, pidFile));
+  let stack: ChildProcess;
+  try {
+    stack = spawn(stackCommand.command, stackCommand.args, {
+      stdio: ['ignore', 'ignore', 'pipe', nsFds[0]!, nsFds[1] ?? 'ignore', tools.stack === 'slirp4netns' ? 'pipe' : 'ignore'],
     });
-    child.stdin!.end(blockedRouteCommands().join('\n') + '\n');
-    await waitForExit(child, 'setting the jail routes (ip -batch)');
+  } finally {
+    for (const fd of nsFds) closeSync(fd);
   }
+  try {
+    const ready =
+      tools.stack === 'pasta'
+        ? waitForExit(stack, 'pasta') // pasta forks into the background once the namespace is configured
+        : new Promise<void>((resolve, reject) => {
+            stack.once('exit', (code) => reject(new Error(`slirp4netns exited (${code}) before it was ready`)));
+            (stack.stdio as unknown as (Readable | null)[])[5]!.once('data', () => resolve());
+          });
+    await Promise.all([ready, setRoutes(tools, pid, options.rootless)]);
+  } catch (error) {
+    if (stack.pid !== undefined) killQuietly(stack.pid);
+    throw error;
+  }
+  if (tools.stack === 'pasta') return { pid: Number(readFileSync(pidFile, 'utf8').trim()), child: undefined };
+  return { pid: stack.pid, child: stack };
+}
 
-  get holderPid(): number {
-    return this.holder.pid!;
-  }
+async function setRoutes(tools: NetworkTools, pid: number, rootless: boolean): Promise<void> {
+  const namespaces = rootless ? ['--user', '--preserve-credentials', '--net'] : ['--net'];
+  const child = spawn(tools.nsenter, [...namespaces, '--target', String(pid), tools.ip, '-batch', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+  child.stdin!.end(blockedRouteCommands().join('\n') + '\n');
+  await waitForExit(child, 'setting the jail routes (ip -batch)');
+}
 
-  /** Processes of this namespace that are not the jail's (to tell them apart from a step's leftovers). */
-  get ownPids(): number[] {
-    return [this.holder.pid, this.stackPid].filter((pid): pid is number => pid !== undefined);
-  }
-
-  /** `command args…` run inside the namespace (bwrap then needs no --unshare-net). */
-  enterCommand(command: string, args: string[]): { command: string; args: string[] } {
-    const namespaces = this.rootless ? ['--user', '--preserve-credentials', '--net'] : ['--net'];
-    return { command: this.tools.nsenter, args: [...namespaces, '--target', String(this.holderPid), '--', command, ...args] };
-  }
-
-  /** Ends the stack and the holder; the namespace goes with the last process inside it. */
-  stop(): void {
-    if (this.stackPid !== undefined) killQuietly(this.stackPid);
-    if (this.stack?.pid !== undefined) killQuietly(this.stack.pid);
-    this.holder.stdin?.destroy();
-    killQuietly(this.holderPid);
-  }
+/** Ends an attached stack. */
+export function stopStack(stack: AttachedStack): void {
+  if (stack.pid !== undefined) killQuietly(stack.pid);
+  if (stack.child?.pid !== undefined) killQuietly(stack.child.pid);
 }

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess, type StdioNull, type StdioPipe } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,6 +106,8 @@ export class JailRuntime {
         cpuWeight: 100,
       },
       network: tools === undefined ? undefined : { tools, rootless: !isRoot() },
+      seccompProgram: this.seccomp?.program,
+      environment: this.environment(),
       runDir: this.runDir,
       spare: 1,
       logger: this.options.logger,
@@ -158,23 +160,16 @@ export class JailRuntime {
   }
 
   /**
-   * Starts runner.py for a workspace in a slot: `modeArguments` is `--step ID` or `--session`.
-   * stdio 0–2 as given (a session talks over stdin/stdout).
+   * Starts runner.py for a workspace in a slot: `modeArguments` is `--step ID` or `--session`. Its
+   * stdin, stdout and stderr are pipes (a session talks over stdin/stdout).
    */
-  spawnRunner(
-    slot: JailSlot,
-    workspaceDir: string,
-    modeArguments: string[],
-    stdio: [StdioPipe | StdioNull, StdioPipe | StdioNull, StdioPipe | StdioNull],
-  ): ChildProcess {
+  spawnRunner(slot: JailSlot, workspaceDir: string, modeArguments: string[]): ChildProcess {
     const user = this.userFor(workspaceDir);
-    const environment = this.environment();
     if (this.mode === undefined) {
       // SANDBOX_ISOLATION=off: a plain process (in the slot's cgroup when there is one); a root controller's runner drops itself.
       const args = [join(this.options.runnerDir, 'runner.py'), '--workspace', workspaceDir, ...modeArguments];
       if (user !== undefined) args.push('--user', `${user.uid}:${user.gid}`);
-      const command = slot.cgroup?.enterCommand(this.options.python.executable, args) ?? { command: this.options.python.executable, args };
-      return spawn(command.command, command.args, { cwd: workspaceDir, env: environment, detached: true, stdio });
+      return slot.launcher.exec(this.options.python.executable, args);
     }
     return launchJail({
       bubblewrapArgs: bubblewrapArguments({
@@ -184,16 +179,13 @@ export class JailRuntime {
         python: this.options.python,
         network: false,
         tmpSizeMb: this.options.limits.memoryMb,
-        environment,
+        environment: this.environment(),
       }),
       command: this.options.python.executable,
       args: [`${JAIL_RUNNER_DIR}/runner.py`, '--workspace', JAIL_WORKSPACE, '--own-pid-namespace', ...modeArguments],
       slot,
       dropTo: user,
-      seccomp: this.seccomp,
-      resolvConf: slot.network === undefined ? undefined : join(this.runDir, 'resolv.conf'),
-      stdio,
-      env: environment,
+      resolvConf: slot.egress ? join(this.runDir, 'resolv.conf') : undefined,
     });
   }
 

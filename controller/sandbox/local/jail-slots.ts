@@ -1,14 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../logger.js';
 import type { CgroupParent } from './cgroup-parent.js';
-import { JailNetwork, type NetworkTools } from './jail-network.js';
+import { JailLauncher } from './jail-launcher.js';
+import type { NetworkTools } from './jail-network.js';
 import type { CgroupLimits, SessionCgroup } from './session-cgroup.js';
 
 /**
- * What one jail (a session's runner, or one step's with SANDBOX_SESSION=off) runs inside: its cgroup
- * and, with egress, its network namespace. Preparing a namespace costs ~80 ms of CPU (pasta's start),
- * far over the +15 ms a cold step may pay for its protections (issue 14), so a few slots are
- * prepared ahead, off the critical path: a new jail takes a ready one and the pool refills behind it.
+ * What one jail (a session's runner, or one step's with SANDBOX_SESSION=off) runs inside: its cgroup,
+ * its first process (JailLauncher) and, with egress, its network namespace. Preparing a namespace costs
+ * ~80 ms of CPU (pasta's start) and each wrapper exec a few ms, far over the +15 ms a cold step may pay
+ * for its protections (issue 14), so slots are prepared ahead, off the critical path: a new jail takes
+ * a ready one and the pool refills behind it.
  */
 
 const REFILL_DELAY_MS = 500;
@@ -16,7 +18,11 @@ const REFILL_DELAY_MS = 500;
 export interface JailSlot {
   readonly name: string;
   readonly cgroup?: SessionCgroup;
-  readonly network?: JailNetwork;
+  readonly launcher: JailLauncher;
+  /** True when the launcher made a network namespace with a stack attached (egress). */
+  readonly egress: boolean;
+  /** True when the launcher holds the seccomp program for bwrap on its fd 5. */
+  readonly seccomp: boolean;
 }
 
 export interface JailSlotPoolOptions {
@@ -25,6 +31,10 @@ export interface JailSlotPoolOptions {
   limits: CgroupLimits;
   /** Set with SANDBOX_NETWORK=egress: every slot gets a namespace. */
   network?: { tools: NetworkTools; rootless: boolean };
+  /** The seccomp program every jail's bwrap reads (--seccomp 5). */
+  seccompProgram?: Buffer;
+  /** The environment of a jail's first process. */
+  environment: Record<string, string>;
   /** Private folder for the stack's pid files. */
   runDir: string;
   /** Slots kept ready (default 1). */
@@ -69,7 +79,7 @@ export class JailSlotPool {
   /** Kills everything that ran in the slot and removes its cgroup. */
   async release(slot: JailSlot): Promise<void> {
     this.live.delete(slot);
-    slot.network?.stop();
+    slot.launcher.stop();
     if (slot.cgroup !== undefined) await this.options.cgroups!.release(slot.cgroup);
   }
 
@@ -92,16 +102,16 @@ export class JailSlotPool {
     const name = `jail-${randomBytes(6).toString('hex')}`;
     const cgroup = this.options.cgroups?.createSession(name, this.options.limits);
     try {
-      const network =
-        this.options.network === undefined
-          ? undefined
-          : await JailNetwork.create(this.options.network.tools, {
-              rootless: this.options.network.rootless,
-              runDir: this.options.runDir,
-              name,
-              cgroup,
-            });
-      return { name, cgroup, network };
+      const network = this.options.network;
+      const launcher = await JailLauncher.start({
+        cgroup,
+        network: network === undefined ? undefined : { ...network, unshare: network.tools.unshare },
+        seccompProgram: this.options.seccompProgram,
+        environment: this.options.environment,
+        runDir: this.options.runDir,
+        name,
+      });
+      return { name, cgroup, launcher, egress: network !== undefined, seccomp: this.options.seccompProgram !== undefined };
     } catch (error) {
       if (cgroup !== undefined) await this.options.cgroups!.release(cgroup);
       throw error;

@@ -18,6 +18,7 @@ export class JsonLineReader {
   ) {
     stream.on('data', (chunk: Buffer) => this.push(chunk));
     stream.on('error', (error: Error) => this.fail(`reading the runner's replies failed: ${error.message}`));
+    stream.resume(); // a stream paused explicitly (the jail launcher's, after its ready line) stays paused otherwise
   }
 
   private push(chunk: Buffer): void {

@@ -52,7 +52,9 @@ export async function runOneShotStep(context: OneShotContext, workspaceDir: stri
     if (user !== undefined) await handOverWorkspace(workspaceDir, user);
     const slot = await context.runtime.takeSlot();
     const started = performance.now();
-    const child = context.runtime.spawnRunner(slot, workspaceDir, ['--step', stepId], ['ignore', 'ignore', 'pipe']);
+    const child = context.runtime.spawnRunner(slot, workspaceDir, ['--step', stepId]);
+    child.stdin?.end(); // a one-shot runner reads its request file, not stdin
+    child.stdout?.resume(); // and says nothing worth keeping there
     const exit = await waitForRunner(child, slot, { timeoutMs: request.timeoutSec * 1000 + KILL_GRACE_MS, signal: options.signal, workspaceDir, stopAtBytes: budget.stopAtBytes });
     const durationMs = performance.now() - started;
     // Nothing of the step may run while its result is read: bwrap's pid namespace went with the runner;

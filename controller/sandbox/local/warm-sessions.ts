@@ -78,7 +78,7 @@ export class WarmSessions {
       return await RunnerSession.start({
         slot,
         releaseSlot: (used) => runtime.releaseSlot(used),
-        spawnRunner: (used, args) => runtime.spawnRunner(used, workspaceDir, args, ['pipe', 'pipe', 'pipe']),
+        spawnRunner: (used, args) => runtime.spawnRunner(used, workspaceDir, args),
         workspaceDir,
         limits: this.options.limits,
         maxOutputBytes: this.options.maxOutputBytes,
