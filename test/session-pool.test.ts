@@ -139,3 +139,17 @@ test('warm() starts a thread\'s session ahead; the step that follows uses it', a
   expect(await pool.use('A', serialOf)).toBe(0);
   expect(started).toHaveLength(1);
 });
+
+test('warm() never ends another session and starts only a few at once', async () => {
+  const { pool, started, ended } = makePool({ maxSessions: 2 });
+  await pool.use('A', serialOf);
+  await pool.use('B', serialOf);
+  pool.warm('C'); // the pool is full: a guess does not evict A or B
+  expect(ended).toStrictEqual([]);
+  expect(pool.has('C')).toBe(false);
+  const { pool: wide, started: startedWide } = makePool({ maxSessions: 10 });
+  for (const key of ['D', 'E', 'F', 'G']) wide.warm(key);
+  await new Promise((resolve) => setImmediate(resolve));
+  expect(startedWide.length).toBeLessThanOrEqual(2);
+  expect(started).toHaveLength(2);
+});

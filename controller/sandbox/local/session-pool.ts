@@ -5,6 +5,9 @@
  * Generic over the session type so the bookkeeping is tested without starting runners.
  */
 
+/** Speculative starts running at once (each is a Python start-up with the preloaded libraries). */
+const MAX_CONCURRENT_WARMS = 2;
+
 export interface PooledSession {
   /** False once the session's process is gone (crashed, killed, ended). */
   readonly alive: boolean;
@@ -35,6 +38,7 @@ export class SessionPool<S extends PooledSession> {
   private readonly locks = new Map<string, Promise<void>>();
   private readonly waiters: (() => void)[] = [];
   private closed = false;
+  private warming = 0;
 
   constructor(private readonly options: SessionPoolOptions<S>) {}
 
@@ -74,11 +78,17 @@ export class SessionPool<S extends PooledSession> {
 
   /**
    * Starts the thread's session in the background when it has none (a speculative start: the runner's
-   * start-up overlaps the model's first answer). A step that comes meanwhile waits for it.
+   * start-up overlaps the model's first answer). A step that comes meanwhile waits for it. A guess never
+   * ends another thread's session, and only a few run at once: a burst of mentions that may never run
+   * code must not take the CPU from the steps that do.
    */
   warm(key: string): void {
     if (this.closed || this.entries.has(key) || this.locks.has(key)) return;
-    this.use(key, async () => {}).catch(() => {}); // a start that fails is tried again by the step
+    if (this.warming >= MAX_CONCURRENT_WARMS || this.entries.size >= this.options.maxSessions) return;
+    this.warming += 1;
+    this.use(key, async () => {})
+      .catch(() => {}) // a start that fails is tried again by the step
+      .finally(() => (this.warming -= 1));
   }
 
   /** Ends a thread's session now (after a kill, or when it is no longer safe to reuse). */
