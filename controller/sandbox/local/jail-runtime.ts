@@ -207,6 +207,10 @@ export class JailRuntime {
       MALLOC_ARENA_MAX: '2',
       OPENBLAS_NUM_THREADS: threads,
       OMP_NUM_THREADS: threads,
+      // A session imports the data libraries when a step first uses them (or the checkpoint needs them),
+      // not at start-up: many new threads at once would otherwise each burn ~1-3 s of CPU on imports
+      // they may never use (docs/runner-protocol.md).
+      OI_SESSION_PRELOAD: 'dill',
     };
   }
 
