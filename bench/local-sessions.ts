@@ -26,6 +26,8 @@ import type { FigureRow } from './report.js';
 
 /** The model's first answer: what a speculative session start overlaps (the issue's Cloud Run figure uses 2 s). */
 const MODEL_MS = 2_000;
+/** --quick: a shorter model answer, so the smoke run stays short (its figures are not meant to be read). */
+const QUICK_MODEL_MS = 500;
 const STATE_CODE = "import pandas as pd\ndf = pd.DataFrame({'a': range(1000), 'b': [str(i) for i in range(1000)]})";
 
 function sandbox(session: boolean, maxSessions = 16): LocalSandbox {
@@ -65,7 +67,8 @@ async function runnersRss(): Promise<{ count: number; bytes: number }> {
   return { count, bytes };
 }
 
-export async function localSessionsBenchmark(options: { repetitions: number; threads: number }): Promise<{ rows: FigureRow[]; details: unknown }> {
+export async function localSessionsBenchmark(options: { repetitions: number; threads: number; quick?: boolean }): Promise<{ rows: FigureRow[]; details: unknown }> {
+  const modelMs = options.quick ? QUICK_MODEL_MS : MODEL_MS;
   const dataDir = await mkdtemp(join(tmpdir(), 'oi-bench-sessions-'));
   const warm = sandbox(true);
   const perStep = sandbox(false);
@@ -79,7 +82,7 @@ export async function localSessionsBenchmark(options: { repetitions: number; thr
     await step(perStepSession, STATE_CODE);
     const samples: Record<string, number[]> = { warm: [], perStep: [], coldSession: [], coldPerStep: [], coldStart: [] };
     const afterModel = async (session: SandboxSession) => {
-      await new Promise((resolve) => setTimeout(resolve, MODEL_MS));
+      await new Promise((resolve) => setTimeout(resolve, modelMs));
       return step(session, 'print(1)');
     };
     for (let repetition = 0; repetition <= options.repetitions; repetition++) {
@@ -98,7 +101,7 @@ export async function localSessionsBenchmark(options: { repetitions: number; thr
     const isolation = warm.describeIsolation();
     await Promise.all([warm.close(), perStep.close()]);
     const memory = await memoryWithManyThreads(options.threads);
-    return { rows: rows(m, floor, memory), details: { medianMs: m, floorMs: floor, memory, modelMs: MODEL_MS, isolation } };
+    return { rows: rows(m, floor, memory, modelMs), details: { medianMs: m, floorMs: floor, memory, modelMs, isolation } };
   } finally {
     await Promise.all([warm.close(), perStep.close()]);
     await rm(dataDir, { recursive: true, force: true });
@@ -127,7 +130,7 @@ async function memoryWithManyThreads(threads: number): Promise<{ threads: number
   }
 }
 
-function rows(m: Record<string, number>, floor: number, memory: Awaited<ReturnType<typeof memoryWithManyThreads>>): FigureRow[] {
+function rows(m: Record<string, number>, floor: number, memory: Awaited<ReturnType<typeof memoryWithManyThreads>>, modelMs: number): FigureRow[] {
   const figure = '13 local sessions';
   const warmRatio = m.warm! / m.perStep!;
   const coldRatio = m.coldSession! / m.coldPerStep!;
@@ -146,7 +149,7 @@ function rows(m: Record<string, number>, floor: number, memory: Awaited<ReturnTy
     {
       key: 'sessions.cold',
       figure,
-      measure: `cold session: first step of a new thread ms, after a ${MODEL_MS / 1000} s model answer`,
+      measure: `cold session: first step of a new thread ms, after a ${modelMs / 1000} s model answer`,
       ours: m.coldSession!,
       baseline: m.coldPerStep!,
       baselineName: 'runner per step',

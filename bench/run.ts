@@ -58,7 +58,7 @@ function plan(quick: boolean) {
     throughput: quick ? { threads: 8, stepsPerTurn: 3, concurrency: [8] } : { threads: 100, stepsPerTurn: 3, concurrency: [8, 16] },
     upload: { fileMb: quick ? 20 : 500 },
     history: quick ? { repetitions: 2, sizes: [10, 100, 1000] } : { repetitions: 9, sizes: [10, 100, 1000] },
-    sessions: quick ? { repetitions: 1, threads: 3 } : { repetitions: 7, threads: 50 },
+    sessions: quick ? { repetitions: 1, threads: 2, quick: true } : { repetitions: 7, threads: 50 },
     jail: quick ? { repetitions: 2 } : { repetitions: 15 },
   };
 }

@@ -8,7 +8,7 @@ import { PROJECT_ROOT } from './helpers/bot-process.js';
 
 // `npm run bench -- --quick` runs end to end and produces every figure with finite numbers. Times are
 // never asserted (machines are noisy): only that each figure was measured.
-test('the benchmark runs in --quick mode and produces every figure', { timeout: 240_000 }, async () => {
+test('the benchmark runs in --quick mode and produces every figure', { timeout: 300_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'oi-bench-smoke-'));
   try {
     const out = join(dir, 'results.json');
