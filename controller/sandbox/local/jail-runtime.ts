@@ -29,6 +29,8 @@ export interface JailRuntimeOptions {
   runnerDir: string;
   limits: ResourceLimits;
   logger: Logger;
+  /** SANDBOX_SESSION: false = a slot per step. */
+  session?: boolean;
   /** PATH used on the host to find bwrap (the probe). */
   searchPath: string;
   /** Tests: a network stack other than the one found on PATH. */
@@ -109,7 +111,8 @@ export class JailRuntime {
       seccompProgram: this.seccomp?.program,
       environment: this.environment(),
       runDir: this.runDir,
-      spare: 1,
+      // One runner per step uses a slot per step: keep two ready.
+      spare: this.options.session === false ? 2 : 1,
       logger: this.options.logger,
     });
     pool.warm();

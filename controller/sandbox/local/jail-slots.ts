@@ -66,11 +66,16 @@ export class JailSlotPool {
   async take(): Promise<JailSlot> {
     if (this.closed) throw new Error('the sandbox is closed');
     const next = this.spares.shift() ?? this.prepareQuietly();
-    // Refill a little later: preparing a slot spawns processes and pasta burns ~80 ms of CPU, which
-    // would otherwise compete with the jail that is starting now.
+    // Refill a little later while a spare is left: preparing a slot spawns processes and pasta burns
+    // ~80 ms of CPU, which would otherwise compete with the jail that is starting now. With none left
+    // (steps back to back, SANDBOX_SESSION=off), refill now: the next jail would wait for it anyway.
     clearTimeout(this.refillTimer);
-    this.refillTimer = setTimeout(() => this.warm(), REFILL_DELAY_MS);
-    this.refillTimer.unref();
+    if (this.spares.length === 0) {
+      this.warm();
+    } else {
+      this.refillTimer = setTimeout(() => this.warm(), REFILL_DELAY_MS);
+      this.refillTimer.unref();
+    }
     const slot = await next;
     this.live.add(slot);
     return slot;

@@ -75,6 +75,7 @@ export class LocalSandbox implements Sandbox, OneStepRunner {
       limits: this.limits,
       logger: options.logger,
       searchPath,
+      session: options.session,
     });
     if (options.session !== false) {
       this.warm = new WarmSessions({
