@@ -9,7 +9,16 @@ import { defineConfig } from 'vitest/config';
  *   (measured: 87 s against 114 s), bounded by the benchmark smoke test. The unit project gains nothing past two.
  * Every test has a timeout: a broken feature fails in seconds instead of hanging the suite.
  */
-const E2E_FILES = ['test/e2e-*.test.ts', 'test/socket-mode.test.ts', 'test/isolation.test.ts', 'test/bench-smoke.test.ts'];
+const E2E_FILES = [
+  'test/e2e-*.test.ts',
+  'test/socket-mode.test.ts',
+  'test/isolation.test.ts',
+  'test/bench-smoke.test.ts',
+  // Many jailed runners, CPU hogs and memory fills (issues 13, 14).
+  'test/jail-*.test.ts',
+  'test/local-sessions.test.ts',
+  'test/local-runner-session.test.ts',
+];
 
 export default defineConfig({
   test: {

@@ -77,6 +77,15 @@ async function addFiles(workspace: Workspace, count: number): Promise<void> {
   }
 }
 
+/** The production default (a jail, egress) where this machine can jail; else plain processes. */
+export function jailedSandbox(): LocalSandbox {
+  try {
+    return new LocalSandbox({ network: 'egress', isolation: 'required', logger: silentLogger, searchPath: process.env.PATH });
+  } catch {
+    return new LocalSandbox({ network: 'egress', isolation: 'off', logger: silentLogger, searchPath: process.env.PATH });
+  }
+}
+
 export async function localStepBenchmark(options: LocalStepOptions): Promise<{ rows: FigureRow[]; details: unknown }> {
   const dataDir = await mkdtemp(join(tmpdir(), 'oi-bench-step-'));
   const scratch = await mkdtemp(join(tmpdir(), 'oi-bench-scratch-'));
@@ -84,8 +93,8 @@ export async function localStepBenchmark(options: LocalStepOptions): Promise<{ r
     const python = resolvePython(undefined, process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin');
     const store = new LocalWorkspaceStore(dataDir);
     const thread = (name: string) => store.open({ team: 'T1', channel: 'C1', threadTs: `1700000000.${name}` });
-    const plain = new LocalSandbox({ network: true, isolation: 'off', logger: silentLogger });
-    const jailed = new LocalSandbox({ network: true, isolation: 'auto', logger: silentLogger });
+    const plain = new LocalSandbox({ network: 'egress', isolation: 'off', logger: silentLogger });
+    const jailed = jailedSandbox();
     const jailArgs = jailed.isolated
       ? bubblewrapArguments({
           mode: isRoot() ? 'drop-root' : 'user-namespace',

@@ -6,7 +6,7 @@
  *
  *   npm run bench                      full run (a few minutes on 2 cores)
  *   npm run bench -- --quick           smaller sizes, for a smoke run
- *   npm run bench -- --only=ack,steps  some figures (ack, steps, local, throughput, upload, history)
+ *   npm run bench -- --only=ack,steps  some figures (ack, steps, local, throughput, upload, history, sessions, jail)
  *   npm run bench -- --out=FILE        write the results there instead of bench/results/latest.json
  *   npm run bench -- --save-baseline   also write them to bench/results/baseline.json
  */
@@ -17,6 +17,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ackLatencyBenchmark } from './ack-latency.js';
 import { historyGrowthBenchmark } from './history-growth.js';
+import { jailProtectionsBenchmark } from './jail-protections.js';
+import { localSessionsBenchmark } from './local-sessions.js';
 import { localStepBenchmark } from './local-step.js';
 import { formatTable, readPreviousRows, writeResults, type BenchResults, type FigureRow } from './report.js';
 import { stepOverheadBenchmark } from './step-overhead.js';
@@ -24,7 +26,7 @@ import { throughputBenchmark } from './throughput.js';
 import { uploadMemoryBenchmark } from './upload-memory.js';
 
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
-const FIGURE_NAMES = ['upload', 'history', 'steps', 'local', 'ack', 'throughput'] as const;
+const FIGURE_NAMES = ['upload', 'history', 'steps', 'local', 'ack', 'throughput', 'sessions', 'jail'] as const;
 type FigureName = (typeof FIGURE_NAMES)[number];
 
 interface Arguments {
@@ -56,6 +58,8 @@ function plan(quick: boolean) {
     throughput: quick ? { threads: 8, stepsPerTurn: 3, concurrency: [8] } : { threads: 100, stepsPerTurn: 3, concurrency: [8, 16] },
     upload: { fileMb: quick ? 20 : 500 },
     history: quick ? { repetitions: 2, sizes: [10, 100, 1000] } : { repetitions: 9, sizes: [10, 100, 1000] },
+    sessions: quick ? { repetitions: 1, threads: 2, quick: true } : { repetitions: 7, threads: 50 },
+    jail: quick ? { repetitions: 2 } : { repetitions: 15 },
   };
 }
 
@@ -107,6 +111,8 @@ async function main(): Promise<void> {
     local: () => localStepBenchmark(sizes.local),
     ack: () => ackLatencyBenchmark(sizes.ack),
     throughput: () => throughputBenchmark(sizes.throughput, dataDir),
+    sessions: () => localSessionsBenchmark(sizes.sessions),
+    jail: () => jailProtectionsBenchmark(sizes.jail),
   };
   try {
     for (const name of FIGURE_NAMES) {

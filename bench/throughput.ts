@@ -1,6 +1,4 @@
 import PQueue from 'p-queue';
-import { silentLogger } from '../controller/logger.js';
-import { LocalSandbox } from '../controller/sandbox/local/local-sandbox.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import { FakeOpenAI } from '../test/fakes/fake-openai.js';
 import { FakeSlack } from '../test/fakes/fake-slack.js';
@@ -9,6 +7,7 @@ import { mentionEvent, mentionText, nextMessageTs, postEvent } from '../test/hel
 import { BOT_TOKEN, BOT_USER, OPENAI_KEY, SIGNING_SECRET, stepsModel, TEAM } from './fixtures.js';
 import { MB, sampleMemory, timed } from './measure.js';
 import type { FigureRow } from './report.js';
+import { jailedSandbox } from './local-step.js';
 
 /**
  * Figure 4: many threads at once through the real bot process and the local sandbox.
@@ -84,18 +83,19 @@ async function runBot(maxConcurrentTurns: number, options: ThroughputOptions) {
 
 /** The floor: the same threads' steps straight through LocalSandbox, `concurrency` threads at a time. */
 async function runDirect(concurrency: number, options: ThroughputOptions, dataDir: string): Promise<number> {
-  const sandbox = new LocalSandbox({ network: true, isolation: 'auto', logger: silentLogger });
+  const sandbox = jailedSandbox();
   const store = new LocalWorkspaceStore(dataDir);
   const queue = new PQueue({ concurrency });
   const thread = async () => {
-    const workspace = store.open({ team: TEAM, channel: 'C1', threadTs: nextMessageTs() });
+    const session = sandbox.session(store.open({ team: TEAM, channel: 'C1', threadTs: nextMessageTs() }));
     for (let step = 1; step <= options.stepsPerTurn; step++) {
-      const result = await sandbox.run(workspace, { language: 'python', code: `x = ${step}; print(x)`, timeoutSec: 60 });
+      const result = await session.run({ language: 'python', code: `x = ${step}; print(x)`, timeoutSec: 60 });
       if (result.error !== null) throw new Error(`throughput baseline: ${result.error.value}`);
     }
   };
   await thread(); // warm-up
   const { ms } = await timed(() => Promise.all(Array.from({ length: options.threads }, () => queue.add(thread))));
+  await sandbox.close();
   return ms / 1000;
 }
 

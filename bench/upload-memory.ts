@@ -62,6 +62,7 @@ export async function uploadMemoryBenchmark(options: { fileMb?: number } = {}): 
         files: [slackFile],
         eventMayHaveFiles: false,
         maxUploadBytes: (fileMb + 8) * MB,
+        workspaceMaxBytes: 4 * (fileMb + 8) * MB,
         logger: silentLogger,
       });
       if (result.problems.length > 0) throw new Error(`upload failed: ${result.problems.join(' ')}`);

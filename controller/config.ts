@@ -41,6 +41,23 @@ const url = z.preprocess(
   z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL such as http://127.0.0.1:4000/api/' }).optional(),
 );
 
+/**
+ * SANDBOX_NETWORK (issue 14): `egress` (the internet through a user-mode stack, never the host's network) or `off`.
+ * The old booleans stay accepted with a notice: `true` → egress (it used to share the host's network: strictly
+ * more), `false` → off.
+ */
+const NETWORK_VALUES: Record<string, 'egress' | 'off'> = {
+  egress: 'egress',
+  off: 'off',
+  true: 'egress',
+  '1': 'egress',
+  yes: 'egress',
+  on: 'egress',
+  false: 'off',
+  '0': 'off',
+  no: 'off',
+};
+
 const envSchema = z.object({
   SLACK_BOT_TOKEN: requiredString('the bot token (xoxb-...) from your Slack app'),
   SLACK_SIGNING_SECRET: optionalString,
@@ -60,9 +77,18 @@ const envSchema = z.object({
 
   SANDBOX_BACKEND: z.preprocess(emptyToUndefined, z.enum(['local', 'cloudrun']).default('local')),
   SANDBOX_PYTHON: optionalString,
-  SANDBOX_NETWORK: boolean(true),
+  SANDBOX_NETWORK: z.preprocess(
+    (value) => (typeof value === 'string' ? emptyToUndefined(value.toLowerCase()) : value),
+    z.enum(Object.keys(NETWORK_VALUES) as [string, ...string[]], { error: 'must be egress or off' }).default('egress'),
+  ),
   /** `auto` uses bubblewrap when found; `required` refuses to start without it; `off` never uses it. */
-  SANDBOX_ISOLATION: z.preprocess(emptyToUndefined, z.enum(['auto', 'required', 'off']).default('auto')),
+  /** Fails closed (issue 14): `off` only when written; the old `auto` is read as `required`, with a notice. */
+  SANDBOX_ISOLATION: z.preprocess(emptyToUndefined, z.enum(['required', 'off', 'auto'], { error: 'must be required or off' }).default('required')),
+  /** Warm sessions (issue 13): one live runner per thread; `off` starts one runner per step. */
+  SANDBOX_SESSION: boolean(true),
+  SANDBOX_SESSION_IDLE_SEC: integer(600, 1, 86_400),
+  SANDBOX_MAX_SESSIONS: integer(16, 1, 10_000),
+  SANDBOX_WORKSPACE_MAX_MB: integer(2048, 1, 1_048_576 * 16),
   SANDBOX_MEMORY_MB: integer(2048, 64, 1_048_576),
   SANDBOX_CPU_SEC: integer(600, 1, 86_400),
   SANDBOX_MAX_PROCESSES: integer(256, 8, 100_000),
@@ -111,8 +137,12 @@ export interface Config {
     | {
         backend: 'local';
         python?: string;
-        network: boolean;
-        isolation: 'auto' | 'required' | 'off';
+        network: 'egress' | 'off';
+        isolation: 'required' | 'off';
+        /** SANDBOX_SESSION: false = one runner per step. */
+        session: boolean;
+        sessionIdleSec: number;
+        maxSessions: number;
       }
     | { backend: 'cloudrun'; project: string; region: string; job: string; apiEndpoint?: string };
   limits: {
@@ -120,6 +150,8 @@ export interface Config {
     cpuSec: number;
     maxProcesses: number;
     maxFileMb: number;
+    /** SANDBOX_WORKSPACE_MAX_MB: what one thread's workspace may hold. */
+    workspaceMaxMb: number;
     maxStepsPerTurn: number;
     stepTimeoutSec: number;
     maxConcurrentTurns: number;
@@ -139,6 +171,8 @@ export interface Config {
   retentionDays?: number;
   statusIntervalMs: number;
   logLevel: Env['LOG_LEVEL'];
+  /** Deprecated values that were accepted, one sentence each, for the start-up log. */
+  notices: string[];
 }
 
 /** The per-step resource limits both sandboxes apply (SANDBOX_MEMORY_MB, _CPU_SEC, _MAX_PROCESSES, _MAX_FILE_MB). */
@@ -258,7 +292,15 @@ type BackendEnv = z.infer<typeof backendEnvSchema>;
 function sandboxFromEnv(e: BackendEnv): Config['sandbox'] {
   return e.SANDBOX_BACKEND === 'cloudrun'
     ? { backend: 'cloudrun', project: e.GCP_PROJECT!, region: e.GCP_REGION!, job: e.SANDBOX_JOB!, apiEndpoint: e.CLOUD_RUN_API_ENDPOINT }
-    : { backend: 'local', python: e.SANDBOX_PYTHON, network: e.SANDBOX_NETWORK, isolation: e.SANDBOX_ISOLATION };
+    : {
+        backend: 'local',
+        python: e.SANDBOX_PYTHON,
+        network: NETWORK_VALUES[e.SANDBOX_NETWORK]!,
+        isolation: e.SANDBOX_ISOLATION === 'off' ? 'off' : 'required',
+        session: e.SANDBOX_SESSION,
+        sessionIdleSec: e.SANDBOX_SESSION_IDLE_SEC,
+        maxSessions: e.SANDBOX_MAX_SESSIONS,
+      };
 }
 
 function limitsFromEnv(e: BackendEnv): Config['limits'] {
@@ -267,6 +309,7 @@ function limitsFromEnv(e: BackendEnv): Config['limits'] {
     cpuSec: e.SANDBOX_CPU_SEC,
     maxProcesses: e.SANDBOX_MAX_PROCESSES,
     maxFileMb: e.SANDBOX_MAX_FILE_MB,
+    workspaceMaxMb: e.SANDBOX_WORKSPACE_MAX_MB,
     maxStepsPerTurn: e.MAX_STEPS_PER_TURN,
     stepTimeoutSec: e.STEP_TIMEOUT_SEC,
     maxConcurrentTurns: e.MAX_CONCURRENT_TURNS,
@@ -304,5 +347,20 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     retentionDays: e.RETENTION_DAYS,
     statusIntervalMs: e.STATUS_INTERVAL_MS,
     logLevel: e.LOG_LEVEL,
+    notices: deprecationNotices(e),
   };
+}
+
+function deprecationNotices(e: Pick<Env, 'SANDBOX_NETWORK' | 'SANDBOX_ISOLATION'>): string[] {
+  const notices: string[] = [];
+  if (!['egress', 'off'].includes(e.SANDBOX_NETWORK)) {
+    notices.push(
+      `SANDBOX_NETWORK=${e.SANDBOX_NETWORK} is deprecated: it now means ${NETWORK_VALUES[e.SANDBOX_NETWORK]} ` +
+        "(egress: the internet only, never the host's network); write egress or off",
+    );
+  }
+  if (e.SANDBOX_ISOLATION === 'auto') {
+    notices.push('SANDBOX_ISOLATION=auto is deprecated and now means required (steps never run unjailed by accident); write required, or off explicitly');
+  }
+  return notices;
 }

@@ -37,7 +37,7 @@ export async function sandboxLibraries(config: Pick<Config, 'sandbox'>, options:
  * and the Slack threads, so production (main.ts) and the benchmarks (bench/fixtures.ts) run the same bot.
  */
 export function createBot(config: Config, clients: BotClients): Bot {
-  const network = config.sandbox.backend === 'local' ? config.sandbox.network : true;
+  const network = config.sandbox.backend === 'local' ? config.sandbox.network === 'egress' : true;
   return new Bot({
     config,
     threads: webSlackThreads(clients.slack),

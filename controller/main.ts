@@ -27,6 +27,7 @@ import type { WorkspaceStore } from './workspace/workspace.js';
 async function main(): Promise<void> {
   const config = configOrExit();
   const logger = createLogger({ level: config.logLevel });
+  for (const notice of config.notices) logger.warn(notice);
   const started = performance.now();
   const [slackCheck, backends, libraries] = await Promise.all([
     checkSlackTokens(config.slack),
@@ -108,6 +109,10 @@ async function createBackends(config: Config, logger: Logger): Promise<Backends>
       python: config.sandbox.python,
       network: config.sandbox.network,
       isolation: config.sandbox.isolation,
+      session: config.sandbox.session,
+      sessionIdleSec: config.sandbox.sessionIdleSec,
+      maxSessions: config.sandbox.maxSessions,
+      workspaceMaxMb: config.limits.workspaceMaxMb,
       limits: stepLimits(config),
       logger,
       searchPath: process.env.PATH,

@@ -33,6 +33,17 @@ import runner_step
 
 # Imported once at start-up when present, so no step pays for them (issue 13: a warm session).
 PRELOADED_MODULES = ('numpy', 'pandas', 'matplotlib', 'matplotlib.pyplot', 'dill')
+
+
+def preloaded_modules():
+    """OI_SESSION_PRELOAD (comma-separated module names, empty for none) replaces the list above: the
+    local sandbox starts a session for every new thread, and on a small host importing these for each
+    of many new threads costs more CPU than it saves (a step then imports a library when it first uses
+    it, once per session; restoring a checkpoint imports what its values need)."""
+    configured = os.environ.get('OI_SESSION_PRELOAD')
+    if configured is None:
+        return PRELOADED_MODULES
+    return tuple(name.strip() for name in configured.split(',') if name.strip())
 MAX_REQUEST_BYTES = 1024 * 1024
 STEP_ID_CHARACTERS = frozenset('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_')
 LIMIT_NAMES = ('memoryMb', 'cpuSec', 'maxProcesses', 'maxFileMb')
@@ -205,7 +216,7 @@ class Session:
         notes = list(self.environment.processes.notes)
         if limits is not None:
             self._apply_limits(limits, notes)
-        for name in PRELOADED_MODULES:
+        for name in preloaded_modules():
             try:
                 __import__(name)
             except BaseException:  # absent (a bare Python) or broken: the step that needs it will say so

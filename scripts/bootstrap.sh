@@ -28,6 +28,8 @@ optional=(
   python3-pydub ffmpeg python3-pdfkit wkhtmltopdf 'python3-weasyprint|weasyprint' python3-xlrd
   python3-pyarrow passt
 )
+# The jail's network (issue 14): ip sets its routes; slirp4netns stands in where pasta (passt) is missing.
+required+=(iproute2); optional+=(slirp4netns)
 
 unpackaged_stamp="${XDG_CACHE_HOME:-$HOME/.cache}/slack-code-interpreter/bootstrap-unpackaged"
 

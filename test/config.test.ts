@@ -23,7 +23,24 @@ test('embedded defaults need only the Slack and OpenAI secrets', () => {
   expect(config.limits.maxConcurrentTurns).toBe(8);
   expect(config.access.allowedChannels).toStrictEqual([]);
   expect(config.budgets.usageFooter).toBe(false);
-  expect(config.sandbox).toMatchObject({ backend: 'local', network: true });
+  expect(config.sandbox).toMatchObject({ backend: 'local', network: 'egress', isolation: 'required', session: true, sessionIdleSec: 600, maxSessions: 16 });
+  expect(config.limits.workspaceMaxMb).toBe(2048);
+  expect(config.notices).toStrictEqual([]);
+});
+
+test('isolation and network fail closed; their old values are read with a notice (issue 14)', () => {
+  const local = (env: Record<string, string>) => {
+    const config = loadConfig({ ...minimal, ...env });
+    assert(config.sandbox.backend === 'local');
+    return { network: config.sandbox.network, isolation: config.sandbox.isolation, notices: config.notices };
+  };
+  expect(local({ SANDBOX_ISOLATION: 'off' })).toMatchObject({ isolation: 'off', notices: [] });
+  expect(local({ SANDBOX_ISOLATION: 'auto' }).isolation).toBe('required');
+  expect(local({ SANDBOX_ISOLATION: 'auto' }).notices[0]).toMatch(/SANDBOX_ISOLATION=auto is deprecated and now means required/);
+  expect(local({ SANDBOX_NETWORK: 'true' })).toMatchObject({ network: 'egress', notices: [expect.stringMatching(/never the host's network/)] });
+  expect(local({ SANDBOX_NETWORK: 'false' })).toMatchObject({ network: 'off', notices: [expect.stringMatching(/SANDBOX_NETWORK=false is deprecated/)] });
+  expect(local({ SANDBOX_NETWORK: 'off', SANDBOX_SESSION: 'off', SANDBOX_MAX_SESSIONS: '4' })).toMatchObject({ network: 'off', notices: [] });
+  expect(errorFor({ ...minimal, SANDBOX_ISOLATION: 'maybe' })).toMatch(/SANDBOX_ISOLATION is invalid: must be required or off/);
 });
 
 test('each missing or wrong variable is named in one clear message', () => {
@@ -36,7 +53,7 @@ test('each missing or wrong variable is named in one clear message', () => {
   expect(errorFor({ ...minimal, STORAGE_BACKEND: 'gcs', GCS_BUCKET: 'b', SANDBOX_BACKEND: 'cloudrun' })).toMatch(/GCP_PROJECT is required/);
   expect(errorFor({ ...minimal, SANDBOX_BACKEND: 'cloudrun' })).toMatch(/SANDBOX_BACKEND is cloudrun, which needs STORAGE_BACKEND=gcs/);
   expect(errorFor({ ...minimal, SLACK_API_URL: 'not a url' })).toMatch(/SLACK_API_URL is invalid/);
-  expect(errorFor({ ...minimal, SANDBOX_NETWORK: 'maybe' })).toMatch(/SANDBOX_NETWORK is invalid: must be true or false/);
+  expect(errorFor({ ...minimal, SANDBOX_NETWORK: 'maybe' })).toMatch(/SANDBOX_NETWORK is invalid: must be egress or off/);
   expect(errorFor({ ...minimal, MAX_CONCURRENT_TURNS: '0' })).toMatch(/MAX_CONCURRENT_TURNS is invalid/);
   expect(errorFor({ ...minimal, SLACK_APP_TOKEN: 'xoxb-wrong' })).toMatch(/SLACK_APP_TOKEN must be an app-level token/);
 });
@@ -57,7 +74,7 @@ test('several problems are reported at once, one line each, each naming its vari
   expect(byVariable.get('OPENAI_API_KEY')).toMatch(/^Configuration error: OPENAI_API_KEY is required: the API key/);
   expect(byVariable.get('OPENAI_BASE_URL')).toBe('Configuration error: OPENAI_BASE_URL is invalid: must be an http:// or https:// URL such as http://127.0.0.1:4000/api/');
   expect(byVariable.get('PORT')).toMatch(/^Configuration error: PORT is invalid: /);
-  expect(byVariable.get('SANDBOX_NETWORK')).toBe('Configuration error: SANDBOX_NETWORK is invalid: must be true or false');
+  expect(byVariable.get('SANDBOX_NETWORK')).toBe('Configuration error: SANDBOX_NETWORK is invalid: must be egress or off');
   expect(byVariable.get('SLACK_BOT_TOKEN')).toMatch(/^Configuration error: SLACK_BOT_TOKEN must be a bot token starting with xoxb-/);
   expect(message, 'a value is never echoed back').not.toContain('not-a-bot-token');
 });
@@ -95,7 +112,7 @@ test('Socket Mode needs no signing secret; lists and booleans parse', () => {
   expect(config.access.adminUsers).toStrictEqual(['U9']);
   expect(config.budgets.usageFooter).toBe(true);
   expect(config.budgets.turnMaxTokens).toBe(5000);
-  expect(config.sandbox).toMatchObject({ backend: 'local', network: false });
+  expect(config.sandbox).toMatchObject({ backend: 'local', network: 'off' });
 });
 
 test('GCS_BUCKET must be a bucket name, and the two emulator endpoints come together', () => {

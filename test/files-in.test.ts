@@ -49,6 +49,7 @@ describe('ingestSlackFiles', () => {
       files,
       eventMayHaveFiles: false,
       maxUploadBytes: 10 * MB,
+      workspaceMaxBytes: 2048 * MB,
       logger: silentLogger,
       ...extra,
     });
@@ -129,6 +130,25 @@ describe('ingestSlackFiles', () => {
     expect(result.saved.map((upload) => upload.path)).toStrictEqual(['small.csv']);
     expect(slack.downloads.slice(before).map((download) => download.fileId), 'huge.csv was never fetched').toStrictEqual([small.id]);
     expect(await onDisk(workspace)).toStrictEqual(['small.csv']);
+  });
+
+  test('an upload that would take the workspace past SANDBOX_WORKSPACE_MAX_MB is refused in one sentence (issue 14)', async () => {
+    const { threadTs, workspace } = newThread();
+    await workspace.write('kept.bin', Buffer.alloc(2 * MB, 1));
+    const big = slack.addFile({ name: 'more.csv', content: generatedContent(2 * MB), size: 2 * MB });
+    const small = slack.addFile({ name: 'small.csv', content: 'a,b\n1,2\n' });
+    const before = slack.downloads.length;
+    const result = await ingest(workspace, threadTs, [big, small], { workspaceMaxBytes: 3 * MB });
+    expect(result.problems).toStrictEqual([
+      "more.csv (2 MB) was not saved: the thread's workspace holds 2 MB of its 3 MB limit (SANDBOX_WORKSPACE_MAX_MB); " +
+        'ask me to delete files you no longer need, then upload it again.',
+    ]);
+    expect(result.saved.map((upload) => upload.path)).toStrictEqual(['small.csv']);
+    expect(slack.downloads.slice(before).map((download) => download.fileId), 'more.csv was never fetched').toStrictEqual([small.id]);
+    // Without a size in the event, the stream is cut where the quota ends and nothing of it is kept.
+    const unsized = await ingest(workspace, threadTs, [{ ...big, size: undefined }], { workspaceMaxBytes: 3 * MB });
+    expect(unsized.problems[0]).toMatch(/^more\.csv \(2 MB\) was not saved|^more\.csv was not saved/);
+    expect((await onDisk(workspace)).sort()).toStrictEqual(['kept.bin', 'small.csv']);
   });
 
   test('a file whose size the event did not tell is refused by its Content-Length', async () => {

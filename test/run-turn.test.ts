@@ -20,6 +20,7 @@ import { startBot, testConfig, type InProcessBot } from './helpers/in-process-bo
 import { RecordingSlackThread } from './helpers/recording-slack-thread.js';
 import { executeReply, ScriptedModel } from './helpers/scripted-model.js';
 import { ScriptedSandbox } from './helpers/scripted-sandbox.js';
+import { jailIfAvailable } from './helpers/jail-available.js';
 
 let harness: InProcessBot | undefined;
 afterEach(async () => {
@@ -125,7 +126,7 @@ describe('a turn with a scripted model and sandbox', () => {
 describe('a turn with the real local sandbox', () => {
   let sandbox: LocalSandbox;
   beforeAll(() => {
-    sandbox = new LocalSandbox({ network: false, isolation: 'auto', logger: silentLogger, searchPath: process.env.PATH });
+    sandbox = new LocalSandbox({ network: 'off', isolation: jailIfAvailable(), logger: silentLogger, searchPath: process.env.PATH });
   });
   afterAll(() => sandbox.close());
 

@@ -88,14 +88,14 @@ describe('the local sandbox: a probe of its Python', () => {
   });
 
   test('SANDBOX_PYTHON decides which interpreter is probed', { timeout: 60_000 }, async () => {
-    const bare = await sandboxLibraries({ sandbox: { backend: 'local', python: barePython, network: true, isolation: 'off' } }, { searchPath: '/usr/bin:/bin' }).catch(
+    const bare = await sandboxLibraries({ sandbox: { backend: 'local', python: barePython, network: 'egress', isolation: 'off', session: false, sessionIdleSec: 600, maxSessions: 1 } }, { searchPath: '/usr/bin:/bin' }).catch(
       (error: unknown) => error,
     );
     // The bare interpreter cannot import dill, so the local sandbox refuses it before anything is probed.
     expect(String(bare)).toMatch(/No usable Python for the sandbox/);
     // The cache folder main.ts uses: bots started by other tests then find the answer there.
     const cacheDir = join(homedir(), '.cache', 'slack-code-interpreter');
-    const system = await sandboxLibraries({ sandbox: { backend: 'local', python: SYSTEM_PYTHON, network: true, isolation: 'off' } }, { searchPath: '/usr/bin:/bin', cacheDir });
+    const system = await sandboxLibraries({ sandbox: { backend: 'local', python: SYSTEM_PYTHON, network: 'egress', isolation: 'off', session: false, sessionIdleSec: 600, maxSessions: 1 } }, { searchPath: '/usr/bin:/bin', cacheDir });
     expect(system.libraries).toHaveProperty('pandas');
     expect(system.libraries).not.toHaveProperty('yfinance');
   });

@@ -11,6 +11,7 @@ import { createLogger, silentLogger } from '../controller/logger.js';
 import { LocalSandbox } from '../controller/sandbox/local/local-sandbox.js';
 import { previewUploads } from '../controller/turn/upload-preview.js';
 import { LocalWorkspaceStore, type LocalWorkspace } from '../controller/workspace/local-workspace.js';
+import { jailIfAvailable } from './helpers/jail-available.js';
 
 describe('previewUploads', () => {
   /** What the preview logged, shown when an assertion fails (a failed step is only logged, never thrown). */
@@ -21,7 +22,7 @@ describe('previewUploads', () => {
   let threadCounter = 0;
 
   beforeAll(async () => {
-    sandbox = new LocalSandbox({ network: false, isolation: 'auto', logger: silentLogger });
+    sandbox = new LocalSandbox({ network: 'off', isolation: jailIfAvailable(), logger: silentLogger });
     store = new LocalWorkspaceStore(await mkdtemp(join(tmpdir(), 'oi-preview-')));
   });
   afterAll(() => sandbox.close?.());

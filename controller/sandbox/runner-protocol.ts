@@ -94,6 +94,8 @@ function limitMessage(limit: StepLimitKind, limits: ResourceLimits, timeoutSec: 
       return `The step hit the process limit (SANDBOX_MAX_PROCESSES=${limits.maxProcesses}).`;
     case 'file_size':
       return `A file grew past the file size limit (SANDBOX_MAX_FILE_MB=${limits.maxFileMb}).`;
+    case 'workspace':
+      return "The step was stopped: the thread's workspace reached its size limit (SANDBOX_WORKSPACE_MAX_MB).";
   }
 }
 
@@ -109,6 +111,8 @@ export function stoppedStepResult(options: {
   output?: { stdout: string; stderr: string; truncated: boolean };
   /** What was lost, for the model. */
   note: string;
+  /** A sentence with more detail than the limit's own (the workspace's sizes). */
+  message?: string;
 }): StepResult {
   const { limit } = options;
   return {
@@ -119,7 +123,7 @@ export function stoppedStepResult(options: {
     outputTruncated: options.output?.truncated ?? false,
     error: {
       name: limit === 'timeout' ? STEP_TIMEOUT_ERROR : LIMIT_EXCEEDED_ERROR,
-      value: limitMessage(limit, options.limits, options.timeoutSec),
+      value: options.message ?? limitMessage(limit, options.limits, options.timeoutSec),
       traceback: '',
     },
     durationMs: options.durationMs,
@@ -129,4 +133,53 @@ export function stoppedStepResult(options: {
     notes: [options.note],
     limit,
   };
+}
+
+/*
+ * Session mode (docs/runner-protocol.md, "Session mode"): requests and replies as JSON lines on the runner's
+ * stdin and stdout. Every reply comes from a process that runs the thread's code, so each is checked against
+ * these schemas before anything of it is used, and a line is never longer than SESSION_LINE_MAX_BYTES.
+ */
+
+export const SESSION_LINE_MAX_BYTES = 1024 * 1024;
+
+const readySchema = z.object({
+  type: z.literal('ready'),
+  restored: z.enum(['checkpoint', 'fresh']),
+  notes: z.array(z.string()),
+});
+
+/** A session's result: the one-shot result's fields, where the variables came from, and tables (issue 16). */
+const resultSchema = runnerResultSchema.extend({
+  type: z.literal('result'),
+  restored: z.enum(['memory', 'checkpoint', 'fresh']),
+  displays: z.array(z.unknown()).optional(),
+});
+
+const errorSchema = z.object({ type: z.literal('error'), id: z.string().optional(), message: z.string() });
+
+const replySchema = z.discriminatedUnion('type', [readySchema, resultSchema, errorSchema]);
+
+export type SessionReply = z.infer<typeof replySchema>;
+export type SessionResultReply = z.infer<typeof resultSchema>;
+
+/** One reply line, checked; a problem (for the log, and to end the session) when it is not one. */
+export function parseSessionReply(line: string): { reply: SessionReply } | { problem: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(line);
+  } catch {
+    return { problem: 'a reply line is not JSON' };
+  }
+  const parsed = replySchema.safeParse(json);
+  if (!parsed.success) return { problem: `a reply does not match the protocol: ${z.prettifyError(parsed.error).replaceAll('\n', ' ')}` };
+  return { reply: parsed.data };
+}
+
+export function stepRequestLine(id: string, request: StepRequest, limits: ResourceLimits, maxOutputBytes: number): string {
+  return JSON.stringify({ type: 'step', id, code: request.code, timeoutSec: request.timeoutSec, limits, maxOutputBytes }) + '\n';
+}
+
+export function stopRequestLine(id: string): string {
+  return JSON.stringify({ type: 'stop', id }) + '\n';
 }

@@ -37,7 +37,8 @@ export interface ChangedFile {
   size: number;
 }
 
-export type StepLimitKind = 'timeout' | 'memory' | 'cpu' | 'processes' | 'file_size';
+/** `workspace`: the thread's workspace reached SANDBOX_WORKSPACE_MAX_MB (the controller stops the step). */
+export type StepLimitKind = 'timeout' | 'memory' | 'cpu' | 'processes' | 'file_size' | 'workspace';
 
 /** What one step did. A failure of the user's code is data: `error` is set and nothing is thrown. */
 export interface StepResult {

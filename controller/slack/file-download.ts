@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { uploadRefusal, workspaceBytes } from '../workspace/quota.js';
 import { UnsafePathError, type Workspace } from '../workspace/workspace.js';
 import { formatBytes } from '../text.js';
 import { candidateName, sanitizeFileName } from './file-names.js';
@@ -38,7 +39,15 @@ export interface IngestOptions {
   /** The event hints at files it did not include: re-read the message with conversations.replies. */
   eventMayHaveFiles: boolean;
   maxUploadBytes: number;
+  /** SANDBOX_WORKSPACE_MAX_MB: an upload that would take the workspace past it is refused. */
+  workspaceMaxBytes: number;
   logger: Logger;
+}
+
+/** What the thread's workspace holds and may hold (SANDBOX_WORKSPACE_MAX_MB). */
+interface Quota {
+  used: number;
+  max: number;
 }
 
 /** Attempts at a free name when a folder or link the listing could not see is in the way. */
@@ -55,10 +64,12 @@ export async function ingestSlackFiles(options: IngestOptions): Promise<IngestRe
   const files = await resolveFiles(options, problems);
   if (files.length === 0) return { saved, problems };
   const taken = await takenNames(options.workspace);
+  const quota = { used: await workspaceBytes(options.workspace), max: options.workspaceMaxBytes };
   for (const file of files) {
     const name = displayName(file);
     try {
-      const upload = await ingestOne(options, file, name, taken);
+      const upload = await ingestOne(options, file, name, taken, quota);
+      quota.used += upload.size;
       saved.push(upload);
       options.logger.info('upload saved', { fileId: file.id, bytes: upload.size, renamed: upload.renamed });
     } catch (error) {
@@ -88,7 +99,7 @@ export function describeUploadsForModel(saved: SavedUpload[]): string {
     .join('\n');
 }
 
-async function ingestOne(options: IngestOptions, file: SlackFileRef, name: string, taken: Set<string>): Promise<SavedUpload> {
+async function ingestOne(options: IngestOptions, file: SlackFileRef, name: string, taken: Set<string>, quota: Quota): Promise<SavedUpload> {
   const url = file.url_private_download ?? file.url_private;
   if (file.mode === 'tombstone') throw new DownloadProblem(`${name} was deleted from Slack before I could read it.`);
   if (file.mode === 'hidden_by_limit') {
@@ -104,6 +115,8 @@ async function ingestOne(options: IngestOptions, file: SlackFileRef, name: strin
     throw new DownloadProblem(`${name} is not stored on Slack, so I did not download it; please attach the file itself.`);
   }
   if (file.size !== undefined && file.size > options.maxUploadBytes) throw tooLarge(name, file.size, options.maxUploadBytes);
+  const refusal = file.size === undefined ? undefined : uploadRefusal(name, file.size, quota.used, quota.max);
+  if (refusal !== undefined) throw new DownloadProblem(refusal);
 
   const base = sanitizeFileName(file.name ?? file.title ?? 'file');
   let attempt = 0;
@@ -112,7 +125,7 @@ async function ingestOne(options: IngestOptions, file: SlackFileRef, name: strin
     const path = candidateName(base, attempt);
     taken.add(path);
     try {
-      const entry = await download(options, file, url, name, path);
+      const entry = await download(options, file, url, name, path, quota);
       const originalName = withoutControlCharacters(file.name ?? file.title ?? 'file');
       return { originalName, path, size: entry.size, renamed: path !== originalName };
     } catch (error) {
@@ -122,7 +135,7 @@ async function ingestOne(options: IngestOptions, file: SlackFileRef, name: strin
   }
 }
 
-async function download(options: IngestOptions, file: SlackFileRef, url: string, name: string, path: string) {
+async function download(options: IngestOptions, file: SlackFileRef, url: string, name: string, path: string, quota: Quota) {
   const abort = new AbortController();
   try {
     let response: Response;
@@ -145,8 +158,9 @@ async function download(options: IngestOptions, file: SlackFileRef, url: string,
     if (!expectsHtml && /^\s*text\/html/i.test(response.headers.get('content-type') ?? '')) throw loginPage(name);
     const declared = Number(response.headers.get('content-length') ?? NaN);
     if (declared > options.maxUploadBytes) throw tooLarge(name, declared, options.maxUploadBytes);
+    if (declared > quota.max - quota.used) throw new DownloadProblem(uploadRefusal(name, declared, quota.used, quota.max)!);
 
-    const body = Readable.from(guardedBytes(response.body, { name, expectsHtml, maxBytes: options.maxUploadBytes }));
+    const body = Readable.from(guardedBytes(response.body, { name, expectsHtml, maxBytes: options.maxUploadBytes, quota }));
     return await options.workspace.write(path, body);
   } finally {
     abort.abort(); // stops the transfer when we gave up early; a no-op after a complete download
@@ -160,7 +174,7 @@ async function download(options: IngestOptions, file: SlackFileRef, url: string,
  */
 async function* guardedBytes(
   body: ReadableStream<Uint8Array>,
-  check: { name: string; expectsHtml: boolean; maxBytes: number },
+  check: { name: string; expectsHtml: boolean; maxBytes: number; quota: Quota },
 ): AsyncGenerator<Buffer> {
   let received = 0;
   let head: Buffer | undefined = Buffer.alloc(0); // kept until we have seen enough bytes to judge the start
@@ -177,6 +191,7 @@ async function* guardedBytes(
     const chunk = next.value;
     received += chunk.byteLength;
     if (received > check.maxBytes) throw tooLarge(check.name, undefined, check.maxBytes);
+    if (received > check.quota.max - check.quota.used) throw new DownloadProblem(uploadRefusal(check.name, undefined, check.quota.used, check.quota.max)!);
     const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     if (head === undefined) {
       yield bytes;

@@ -31,6 +31,7 @@ export async function buildUserMessage(options: {
     files: mention.files,
     eventMayHaveFiles: mention.text === '',
     maxUploadBytes: config.limits.maxUploadMb * 1024 * 1024,
+    workspaceMaxBytes: config.limits.workspaceMaxMb * 1024 * 1024,
     logger: log,
   });
   if (ingest.problems.length > 0) {

@@ -173,10 +173,11 @@ export class LocalWorkspace implements Workspace {
     }
     const version = Number(currentVersion ?? '0') + 1;
     const target = this.statePath(name);
-    await mkdir(this.stateDir, { recursive: true });
+    // Readable by the controller only (issue 14): folders 0700, files 0600, whatever the umask.
+    await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
     const temporary = `${target}.${randomUUID()}.tmp`;
     // Write, fsync, rename: after a crash a reader sees the old file or the new one, never half.
-    const handle = await open(temporary, 'w');
+    const handle = await open(temporary, 'w', 0o600);
     try {
       await handle.writeFile(JSON.stringify({ version, value }));
       await handle.sync();

@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { lstat, mkdir, open, realpath, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { INTERNAL_DIR } from '../../workspace/workspace.js';
+import { RESULT_MAX_BYTES } from '../bound-result.js';
 import { parseRunnerResult } from '../runner-protocol.js';
 import type { StepLimitKind, StepResult } from '../sandbox.js';
 
@@ -74,14 +75,17 @@ async function readRegularFile(path: string, maxBytes: number): Promise<{ head: 
   }
 }
 
-const MAX_RESULT_BYTES = 64 * 1024 * 1024;
-
-/** The runner's result.json, checked against the protocol; undefined when it is missing or not a valid result. */
-export async function readStepResult(workspaceDir: string, stepDir: string): Promise<StepResult | undefined> {
+/**
+ * The runner's result.json, checked against the protocol; undefined when it is missing or not a valid
+ * result; `too_large` when it is over RESULT_MAX_BYTES (issue 14: refused, never parsed — the user's code
+ * runs in the runner's process and can write anything there).
+ */
+export async function readStepResult(workspaceDir: string, stepDir: string): Promise<StepResult | 'too_large' | undefined> {
   const stepId = stepDir.split('/').pop()!;
   if (!(await isOwnStepDirectory(workspaceDir, stepDir, stepId))) return undefined;
-  const file = await readRegularFile(join(stepDir, 'result.json'), MAX_RESULT_BYTES);
-  if (file === undefined || file.tail.length > 0) return undefined;
+  const file = await readRegularFile(join(stepDir, 'result.json'), RESULT_MAX_BYTES);
+  if (file !== undefined && file.tail.length > 0) return 'too_large';
+  if (file === undefined) return undefined;
   const parsed = parseRunnerResult(file.head.toString('utf8'), stepId);
   return 'result' in parsed ? parsed.result : undefined;
 }
