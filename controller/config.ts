@@ -63,6 +63,9 @@ const envSchema = z.object({
   SANDBOX_NETWORK: boolean(true),
   /** `auto` uses bubblewrap when found; `required` refuses to start without it; `off` never uses it. */
   SANDBOX_ISOLATION: z.preprocess(emptyToUndefined, z.enum(['auto', 'required', 'off']).default('auto')),
+  /** Warm sessions (issue 13): one live runner per thread; `off` starts one runner per step. */
+  SANDBOX_SESSION: boolean(true),
+  SANDBOX_SESSION_IDLE_SEC: integer(600, 1, 86_400),
   SANDBOX_MEMORY_MB: integer(2048, 64, 1_048_576),
   SANDBOX_CPU_SEC: integer(600, 1, 86_400),
   SANDBOX_MAX_PROCESSES: integer(256, 8, 100_000),
@@ -114,7 +117,16 @@ export interface Config {
         network: boolean;
         isolation: 'auto' | 'required' | 'off';
       }
-    | { backend: 'cloudrun'; project: string; region: string; job: string; apiEndpoint?: string };
+    | {
+        backend: 'cloudrun';
+        project: string;
+        region: string;
+        job: string;
+        apiEndpoint?: string;
+        /** SANDBOX_SESSION: false = one job execution per step. */
+        session: boolean;
+        sessionIdleSec: number;
+      };
   limits: {
     memoryMb: number;
     cpuSec: number;
@@ -257,7 +269,15 @@ type BackendEnv = z.infer<typeof backendEnvSchema>;
 
 function sandboxFromEnv(e: BackendEnv): Config['sandbox'] {
   return e.SANDBOX_BACKEND === 'cloudrun'
-    ? { backend: 'cloudrun', project: e.GCP_PROJECT!, region: e.GCP_REGION!, job: e.SANDBOX_JOB!, apiEndpoint: e.CLOUD_RUN_API_ENDPOINT }
+    ? {
+        backend: 'cloudrun',
+        project: e.GCP_PROJECT!,
+        region: e.GCP_REGION!,
+        job: e.SANDBOX_JOB!,
+        apiEndpoint: e.CLOUD_RUN_API_ENDPOINT,
+        session: e.SANDBOX_SESSION,
+        sessionIdleSec: e.SANDBOX_SESSION_IDLE_SEC,
+      }
     : { backend: 'local', python: e.SANDBOX_PYTHON, network: e.SANDBOX_NETWORK, isolation: e.SANDBOX_ISOLATION };
 }
 

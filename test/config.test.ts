@@ -119,3 +119,11 @@ test('the bot refuses to start without its settings, naming the variable and lea
   expect(output).toMatch(/OPENAI_API_KEY is required/);
   expect(output).not.toContain('xoxb-secret-value');
 });
+
+test('Cloud Run sessions are on by default and idle out after SANDBOX_SESSION_IDLE_SEC (600 s)', () => {
+  const cloud = { ...minimal, STORAGE_BACKEND: 'gcs', GCS_BUCKET: 'b', SANDBOX_BACKEND: 'cloudrun', GCP_PROJECT: 'p', GCP_REGION: 'r', SANDBOX_JOB: 'j' };
+  expect(loadConfig(cloud).sandbox).toMatchObject({ backend: 'cloudrun', session: true, sessionIdleSec: 600 });
+  expect(loadConfig({ ...cloud, SANDBOX_SESSION: 'off', SANDBOX_SESSION_IDLE_SEC: '120' }).sandbox).toMatchObject({ session: false, sessionIdleSec: 120 });
+  expect(errorFor({ ...cloud, SANDBOX_SESSION: 'sometimes' })).toMatch(/SANDBOX_SESSION is invalid: must be true or false/);
+  expect(errorFor({ ...cloud, SANDBOX_SESSION_IDLE_SEC: '0' })).toMatch(/SANDBOX_SESSION_IDLE_SEC is invalid/);
+});
