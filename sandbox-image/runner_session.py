@@ -245,7 +245,7 @@ class Session:
         self.channel.begin(request['id'], self.environment.signals)
         try:
             result = runner_step.run_step(request, self.namespace, self.environment, prepare=reload_if_stale,
-                                          cpu_budget=self.cpu_budget)
+                                          cpu_budget=self.cpu_budget, flush_open_files=True)
         finally:
             self.channel.finish()
         # When the stamp could not be written, the file still holds the one before: not a sign of another writer.
