@@ -130,3 +130,54 @@ export function stoppedStepResult(options: {
     limit,
   };
 }
+
+/*
+ * Session mode (docs/runner-protocol.md, "Session mode"): requests and replies as JSON lines on the runner's
+ * stdin and stdout (on Cloud Run carried through the session's mailbox). Every reply comes from a process that
+ * runs the thread's code, so each is checked against these schemas before anything of it is used.
+ */
+
+const readySchema = z.object({
+  type: z.literal('ready'),
+  restored: z.enum(['checkpoint', 'fresh']),
+  notes: z.array(z.string()),
+});
+
+/** A session's result: the one-shot result's fields, where the variables came from, and tables (issue 16). */
+const resultSchema = runnerResultSchema.extend({
+  type: z.literal('result'),
+  restored: z.enum(['memory', 'checkpoint', 'fresh']),
+  displays: z.array(z.unknown()).optional(),
+});
+
+const errorSchema = z.object({ type: z.literal('error'), id: z.string().optional(), message: z.string() });
+
+const replySchema = z.discriminatedUnion('type', [readySchema, resultSchema, errorSchema]);
+
+export type SessionReply = z.infer<typeof replySchema>;
+export type SessionResultReply = z.infer<typeof resultSchema>;
+
+/** One reply line, checked; a problem (for the log, and to end the session) when it is not one. */
+export function parseSessionReply(line: string): { reply: SessionReply } | { problem: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(line);
+  } catch {
+    return { problem: 'a reply line is not JSON' };
+  }
+  const parsed = replySchema.safeParse(json);
+  if (!parsed.success) return { problem: `a reply does not match the protocol: ${z.prettifyError(parsed.error).replaceAll('\n', ' ')}` };
+  return { reply: parsed.data };
+}
+
+export function stepRequestLine(id: string, request: StepRequest, limits: ResourceLimits, maxOutputBytes: number): string {
+  return JSON.stringify({ type: 'step', id, code: request.code, timeoutSec: request.timeoutSec, limits, maxOutputBytes }) + '\n';
+}
+
+export function stopRequestLine(id: string): string {
+  return JSON.stringify({ type: 'stop', id }) + '\n';
+}
+
+export function exitRequestLine(): string {
+  return JSON.stringify({ type: 'exit' }) + '\n';
+}
