@@ -8,7 +8,7 @@ Started by entrypoint.sh as root, after the thread's prefix is mounted; it start
 gs://B/P.oi/session/ID/:
   - uploads the runner's `ready` line as ready.json;
   - polls requests/<seq>.json (seq 1, 2, ...) through the GCS JSON API with the session's downscoped
-    token (from the token broker, as gcsfuse gets it), every 100 ms for a minute after activity and
+    token (from the token broker, as gcsfuse gets it), every 50 ms for a minute after activity and
     every 250 ms after that, and writes each request as one line to the runner's stdin;
   - uploads the runner's reply to the step request <seq> as results/<seq>.json;
   - ends the session after N seconds without a request or a reply (idle), at EPOCH (the controller
@@ -37,7 +37,7 @@ import time
 import urllib.parse
 
 MAX_LINE_BYTES = 1024 * 1024  # docs/runner-protocol.md: a line is at most 1 MiB in both directions
-FAST_POLL_SEC, SLOW_POLL_SEC, FAST_WINDOW_SEC = 0.1, 0.25, 60
+FAST_POLL_SEC, SLOW_POLL_SEC, FAST_WINDOW_SEC = 0.05, 0.25, 60
 EXIT_GRACE_SEC = 10
 DEFAULT_ENDPOINT = 'https://storage.googleapis.com'
 

@@ -66,14 +66,16 @@ describe('the life of a Cloud Run session', () => {
 
   it('a session near the end of its token is replaced before a step that would not fit: the old one exits', async () => {
     const runsBefore = fakes.run.runs.length;
-    // Sessions of 8 s (the token's life asked for); a 2 s step needs 3 s left.
-    const sandbox = fakes.sandbox({ timing: { tokenLifeSec: 8 } });
+    // Sessions of 12 s (the token's life asked for); a 2 s step needs 3 s left.
+    const sandbox = fakes.sandbox({ timing: { tokenLifeSec: 12 } });
     const session = sandbox.session(fakes.clients.store.open(thread('1700000202.000100')));
     await session.run(python('rotated = 13', 2));
     const first = fakes.run.runs[runsBefore]!;
-    expect(Number(first.env.OI_SESSION_END_AT) - Date.now() / 1000).toBeLessThanOrEqual(8);
+    expect(Number(first.env.OI_SESSION_END_AT) - Date.now() / 1000).toBeLessThanOrEqual(12);
     expect(first.timeoutSec, 'the task timeout covers the session').toBeGreaterThanOrEqual(Number(first.env.OI_SESSION_END_AT) - Date.now() / 1000);
-    await new Promise((resolve) => setTimeout(resolve, Number(first.env.OI_SESSION_END_AT) * 1000 - Date.now() - 2_500));
+    // OI_SESSION_END_AT is in whole seconds, at most a second before the session's end: 1.5 s before it, less than
+    // the 3 s the next step needs is left.
+    await new Promise((resolve) => setTimeout(resolve, Number(first.env.OI_SESSION_END_AT) * 1000 - Date.now() - 1_500));
     const next = await session.run(python('print(rotated)', 2));
     expect(next.stdout, describeResult(next, fakes.run)).toBe('13\n');
     expect(next.notes.join(' ')).toMatch(RESTORED);
@@ -88,16 +90,20 @@ describe('the life of a Cloud Run session', () => {
     const runsBefore = fakes.run.runs.length;
     const workspace = fakes.clients.store.open(thread('1700000203.000100'));
     const before = fakes.sandbox();
-    await before.session(workspace).run(python("import itertools\nticket = itertools.count(1)\nprint(next(ticket))"));
+    const beforeTurn = before.session(workspace);
+    await beforeTurn.run(python("import itertools\nticket = itertools.count(1)\nprint(next(ticket))"));
     const record = (await workspace.readState<SessionRecord>(SESSION_STATE))!.value;
     expect(record.executionName).toBe(fakes.run.runs[runsBefore]!.executionName);
     const restarted = fakes.sandbox();
     const reused = await restarted.session(workspace).run(python('print(next(ticket))'));
     expect(reused.stdout, `the counter lives in the runner's memory only\n${describeResult(reused, fakes.run)}`).toBe('2\n');
     expect(reused.notes).toStrictEqual([]);
-    // The first controller's memory is stale now; its next turn finds the record moved on and follows it.
+    // The first controller's memory is stale now: a step of its old turn finds the record moved on (its
+    // conditional write fails, nothing is sent) and follows it; so does its next turn.
+    const stale = await beforeTurn.run(python('print(next(ticket))'));
+    expect(stale.stdout, describeResult(stale, fakes.run)).toBe('3\n');
     const again = await before.session(workspace).run(python('print(next(ticket))'));
-    expect(again.stdout, describeResult(again, fakes.run)).toBe('3\n');
+    expect(again.stdout, describeResult(again, fakes.run)).toBe('4\n');
     expect(fakes.run.runs.length - runsBefore).toBe(1);
   });
 

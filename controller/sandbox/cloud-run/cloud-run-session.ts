@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import { StateConflictError, type Workspace } from '../../workspace/workspace.js';
+import type { Workspace } from '../../workspace/workspace.js';
 import { exitRequestLine } from '../runner-protocol.js';
 import { SandboxError, type ResourceLimits, type RunOptions, type SandboxSession, type StepRequest, type StepResult } from '../sandbox.js';
 import type { TokenMinter } from './downscoped-token.js';
@@ -88,17 +88,10 @@ class ThreadSession {
     return this.serial(async () => {
       for (let attempt = 0; ; attempt++) {
         const live = await this.ensure(request.timeoutSec + this.options.timing.stepReserveSec, false);
-        let outcome: StepOutcome;
-        try {
-          outcome = await runStepInSession(this.options, live, request, options);
-        } catch (error) {
-          if (!(error instanceof StateConflictError) || attempt > 0) throw error;
-          live.ended = 'its record was changed by another controller';
-          continue;
-        }
+        const outcome: StepOutcome = await runStepInSession(this.options, live, request, options);
         if (outcome.kind === 'not-taken') {
-          if (attempt > 0) throw new SandboxError('runner_failed', 'two sandbox sessions in a row ended before taking the step');
-          this.options.logger.info('sandbox session ended before it took the step: sent to a new one', { session: live.record.sessionId });
+          if (attempt > 0) throw new SandboxError('runner_failed', 'two sandbox sessions in a row ended before taking the step', { userMessage: 'The sandbox could not take the step.' });
+          this.options.logger.info('sandbox session ended (or was taken over) before it took the step: sent again', { session: live.record.sessionId });
           continue;
         }
         return outcome.result;

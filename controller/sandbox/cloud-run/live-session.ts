@@ -8,7 +8,7 @@ import { writeSessionRecord, type SessionRecord } from './session-record.js';
  */
 
 export interface SessionTiming {
-  /** Longest wait between two reads of a step's result (issue 13: at most 250 ms); reads start at 50 ms. */
+  /** Longest wait between two reads of a step's result (issue 13: at most 250 ms); reads start 25 ms apart. */
   resultPollMs: number;
   /** How often the execution's state is read while a step waits: only to notice that it died. */
   executionCheckMs: number;

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import { describeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
+import { StateConflictError } from '../../workspace/workspace.js';
 import { parseSessionReply, stepRequestLine, stopRequestLine, stoppedStepResult, type SessionResultReply } from '../runner-protocol.js';
 import { SandboxError, type ResourceLimits, type RunOptions, type StepRequest, type StepResult } from '../sandbox.js';
 import { isEnded, type ExecutionState, type JobExecutions } from './job-executions.js';
@@ -9,7 +11,7 @@ import { MAILBOX_MAX_BYTES, type MailboxRead } from './session-mailbox.js';
 
 /**
  * One step in a live Cloud Run session: the request goes into the mailbox, the result is read as soon as it is
- * there (read every 50 ms at first, at most every `resultPollMs`), and the execution's state is read every
+ * there (read every 25 ms at first, then less often, at least every `resultPollMs`), and the execution's state is read every
  * `executionCheckMs`, only to notice that it died. Stop and the timeout's backstop send the runner's `stop`
  * request through the mailbox; a step that does not end within `stopGraceMs` after it gets its execution
  * cancelled. Every duration is the controller's own: from the request (or, for a session still starting, from
@@ -61,7 +63,16 @@ export async function runStepInSession(context: StepContext, live: LiveSession, 
   if (options.signal?.aborted) throw cancelled();
   const id = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
   const requestedAt = Date.now();
-  const seq = await live.send(stepRequestLine(id, request, context.limits, context.maxOutputBytes), 'step');
+  let seq: number;
+  try {
+    seq = await live.send(stepRequestLine(id, request, context.limits, context.maxOutputBytes), 'step');
+  } catch (error) {
+    // The record moved on under us (another controller wrote it): the request was not written; the caller
+    // finds the thread's session again and sends it there.
+    if (!(error instanceof StateConflictError)) throw error;
+    live.ended = 'its record was changed by another controller';
+    return { kind: 'not-taken' };
+  }
   const step: WaitingStep = { id, seq, request, requestedAt, startedAt: live.readySeen ? requestedAt : undefined, notReadyAt: requestedAt };
   const wait = await waitForReply(context, live, step, options.signal);
   if (wait.kind === 'reply') return fromReply(context, live, step, wait.read);
@@ -79,7 +90,7 @@ export async function runStepInSession(context: StepContext, live: LiveSession, 
 
 async function waitForReply(context: StepContext, live: LiveSession, step: WaitingStep, signal: AbortSignal | undefined): Promise<Wait> {
   const { timing } = context;
-  let pollMs = 50;
+  let pollMs = 25;
   let nextCheck = Date.now() + timing.executionCheckMs;
   let stopSentAt: number | undefined;
   for (;;) {
@@ -96,7 +107,10 @@ async function waitForReply(context: StepContext, live: LiveSession, step: Waiti
     const overdue = step.startedAt !== undefined && now - step.startedAt > step.request.timeoutSec * 1000 + timing.timeoutGraceMs;
     if (stopSentAt === undefined && (signal?.aborted || overdue)) {
       step.stopped = signal?.aborted ? 'abort' : 'timeout';
-      await live.send(stopRequestLine(step.id), 'control');
+      // If the stop cannot be sent, the grace period runs out and the execution is cancelled instead.
+      await live.send(stopRequestLine(step.id), 'control').catch((error: unknown) =>
+        context.logger.warn('stop request not sent', { error: describeError(error) }),
+      );
       stopSentAt = now;
     }
     if (stopSentAt !== undefined && now - stopSentAt > timing.stopGraceMs) return { kind: 'stop-expired' };
