@@ -6,7 +6,7 @@
  *
  *   npm run bench                      full run (a few minutes on 2 cores)
  *   npm run bench -- --quick           smaller sizes, for a smoke run
- *   npm run bench -- --only=ack,steps  some figures (ack, steps, local, throughput, upload, history)
+ *   npm run bench -- --only=ack,steps  some figures (ack, steps, local, throughput, upload, history, cloud)
  *   npm run bench -- --out=FILE        write the results there instead of bench/results/latest.json
  *   npm run bench -- --save-baseline   also write them to bench/results/baseline.json
  */
@@ -16,6 +16,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ackLatencyBenchmark } from './ack-latency.js';
+import { cloudSessionsBenchmark } from './cloud-sessions.js';
 import { historyGrowthBenchmark } from './history-growth.js';
 import { localStepBenchmark } from './local-step.js';
 import { formatTable, readPreviousRows, writeResults, type BenchResults, type FigureRow } from './report.js';
@@ -24,7 +25,7 @@ import { throughputBenchmark } from './throughput.js';
 import { uploadMemoryBenchmark } from './upload-memory.js';
 
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
-const FIGURE_NAMES = ['upload', 'history', 'steps', 'local', 'ack', 'throughput'] as const;
+const FIGURE_NAMES = ['upload', 'history', 'steps', 'local', 'ack', 'throughput', 'cloud'] as const;
 type FigureName = (typeof FIGURE_NAMES)[number];
 
 interface Arguments {
@@ -56,6 +57,8 @@ function plan(quick: boolean) {
     throughput: quick ? { threads: 8, stepsPerTurn: 3, concurrency: [8] } : { threads: 100, stepsPerTurn: 3, concurrency: [8, 16] },
     upload: { fileMb: quick ? 20 : 500 },
     history: quick ? { repetitions: 2, sizes: [10, 100, 1000] } : { repetitions: 9, sizes: [10, 100, 1000] },
+    // Cloud Run: 8 s from runJob to the container (the published figure), a model that answers in 2 s.
+    cloud: quick ? { repetitions: 1, startMs: 800, modelMs: 200 } : { repetitions: 3, startMs: 8_000, modelMs: 2_000 },
   };
 }
 
@@ -107,6 +110,7 @@ async function main(): Promise<void> {
     local: () => localStepBenchmark(sizes.local),
     ack: () => ackLatencyBenchmark(sizes.ack),
     throughput: () => throughputBenchmark(sizes.throughput, dataDir),
+    cloud: () => cloudSessionsBenchmark(sizes.cloud),
   };
   try {
     for (const name of FIGURE_NAMES) {

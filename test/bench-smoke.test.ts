@@ -8,7 +8,7 @@ import { PROJECT_ROOT } from './helpers/bot-process.js';
 
 // `npm run bench -- --quick` runs end to end and produces every figure with finite numbers. Times are
 // never asserted (machines are noisy): only that each figure was measured.
-test('the benchmark runs in --quick mode and produces every figure', { timeout: 120_000 }, async () => {
+test('the benchmark runs in --quick mode and produces every figure', { timeout: 240_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'oi-bench-smoke-'));
   try {
     const out = join(dir, 'results.json');
@@ -26,9 +26,9 @@ test('the benchmark runs in --quick mode and produces every figure', { timeout: 
     const results = JSON.parse(await readFile(out, 'utf8')) as BenchResults;
     expect(results.quick).toBe(true);
     const figures = new Set(results.rows.map((row) => row.figure.split(' ')[0]));
-    expect([...figures].sort(), output).toStrictEqual(['1', '2', '3', '4', '5']);
+    expect([...figures].sort(), output).toStrictEqual(['1', '13', '2', '3', '4', '5']);
     const keys = results.rows.map((row) => row.key);
-    for (const key of ['ack.p50', 'ack.p99', 'steps.overheadPerStep.2000', 'steps.slackCallsPerStep', 'local.printPlain', 'throughput.turnsPerSecond.8', 'throughput.peakRss.8', 'upload.rssGrowth', 'history.save.1000', 'history.requestTokens']) {
+    for (const key of ['ack.p50', 'ack.p99', 'steps.overheadPerStep.2000', 'steps.slackCallsPerStep', 'local.printPlain', 'throughput.turnsPerSecond.8', 'throughput.peakRss.8', 'upload.rssGrowth', 'history.save.1000', 'history.requestTokens', 'cloudSessions.turn', 'cloudSessions.firstStep', 'cloudSessions.warmStep']) {
       expect(keys, `row ${key} missing:\n${output}`).toContain(key);
     }
     for (const row of results.rows) {
@@ -36,6 +36,7 @@ test('the benchmark runs in --quick mode and produces every figure', { timeout: 
       if (row.baseline !== undefined) expect(Number.isFinite(row.baseline), `${row.key} baseline: ${row.baseline}`).toBe(true);
     }
     expect(output).toMatch(/figure\s+measure\s+ours\s+baseline\s+ratio/);
+    expect(output, 'issue 13: the Cloud Run figure is printed with the word session').toMatch(/13 Cloud Run sessions\s+session: 5-step turn/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

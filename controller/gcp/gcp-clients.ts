@@ -20,6 +20,8 @@ import { checkGoogleCloud, type GcpCheckTargets, type StartupFindings } from './
 export const EMULATOR_SANDBOX_TOKEN = 'emulator-downscoped-token';
 const CLOUD_PLATFORM_SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
 const STARTUP_MARGIN_SEC = 120;
+/** How runJob's operation is polled for a one-step execution on Cloud Run itself (google-gax backs off between them). */
+export const CLOUD_RUN_POLLING = { initialMs: 1000, maxMs: 5000 };
 /** Against local emulators a dead execution or a missed stop shows within a second (the real API is read every 5 s). */
 const EMULATOR_SESSION_TIMING: Partial<SessionTiming> = { executionCheckMs: 250, stopGraceMs: 3_000, timeoutGraceMs: 3_000 };
 
@@ -117,7 +119,7 @@ export function createGcpClients(
     logger,
     startupMarginSec: STARTUP_MARGIN_SEC,
     // A local emulator answers at once; polling Cloud Run itself every few seconds is plenty.
-    polling: runEndpoint !== undefined ? { initialMs: 100, maxMs: 500 } : { initialMs: 1000, maxMs: 5000 },
+    polling: runEndpoint !== undefined ? { initialMs: 100, maxMs: 500 } : CLOUD_RUN_POLLING,
     session: session
       ? { idleSec: sessionIdleSec, maxStepSec: config.limits.stepTimeoutSec, timing: runEndpoint !== undefined ? EMULATOR_SESSION_TIMING : {} }
       : undefined,
