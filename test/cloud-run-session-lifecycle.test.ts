@@ -125,13 +125,16 @@ describe('the life of a Cloud Run session', () => {
 
   it('an idle session exits after SANDBOX_SESSION_IDLE_SEC; the next step starts a new one from the checkpoint', async () => {
     const runsBefore = fakes.run.runs.length;
-    const session = fakes.sandbox({ idleSec: 2 }).session(fakes.clients.store.open(thread('1700000205.000100')));
+    const workspace = fakes.clients.store.open(thread('1700000205.000100'));
+    const session = fakes.sandbox({ idleSec: 2 }).session(workspace);
     await session.run(python('kept = 15'));
     const first = fakes.run.runs[runsBefore]!;
     expect(first.env.OI_SESSION_IDLE_SEC).toBe('2');
     await fakes.run.waitFor((run) => !run.running().includes(first.executionName));
     const [state] = await fakes.clients.executionsClient.getExecution({ name: first.executionName });
     expect(Number(state.succeededCount)).toBe(1);
+    const mailbox = (await workspace.list({ includeInternal: true })).filter((entry) => entry.path.startsWith('.oi/session/'));
+    expect(mailbox.map((entry) => entry.path.split('/').at(-1)), 'the relay cleaned up after itself but for why it ended').toStrictEqual(['closed.json']);
     const next = await session.run(python('print(kept)'));
     expect(next.stdout, describeResult(next, fakes.run)).toBe('15\n');
     expect(fakes.run.runs.length - runsBefore).toBe(2);
