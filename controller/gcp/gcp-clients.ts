@@ -131,8 +131,8 @@ export function createGcpClients(
     job,
     // config.ts has the two emulator endpoints set together or not at all.
     usesCredentials: runEndpoint === undefined,
-    // What CloudRunSandbox asks of a step's token: the task timeout (step + margin) and a minute more.
-    tokenValidForSec: config.limits.stepTimeoutSec + STARTUP_MARGIN_SEC + 60,
+    // What CloudRunSandbox asks of a token: a session's life, or a step's task timeout (step + margin) and a minute more.
+    tokenValidForSec: Math.max(config.limits.stepTimeoutSec + STARTUP_MARGIN_SEC + 60, session ? DEFAULT_SESSION_TIMING.tokenLifeSec : 0),
   };
   return { storage, jobsClient, executionsClient, tokenMinter, store, sandbox, checkTargets };
 }

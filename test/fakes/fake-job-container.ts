@@ -48,9 +48,12 @@ const CLEAN_PATH = 'PATH=/usr/bin:/bin';
 export function startContainer(options: ContainerOptions): RunningContainer {
   // Like the real token, the run's token reaches only its thread's prefix in FakeGcs. The emulator mints one
   // token for every thread, so a session's relay gets one of its own (the broker serves it), bound to its prefix.
-  const sessionToken = options.env.OI_SESSION_ID === undefined ? undefined : `${options.env.OI_TOKEN}.${options.executionName.split('/').at(-1)}`;
-  options.gcs.access.bindToPrefix(sessionToken ?? options.env.OI_TOKEN!, options.env.OI_PREFIX!);
-  if (sessionToken !== undefined) options = { ...options, env: { ...options.env, OI_TOKEN: sessionToken } };
+  options.gcs.access.bindToPrefix(options.env.OI_TOKEN!, options.env.OI_PREFIX!);
+  if (options.env.OI_SESSION_ID !== undefined) {
+    const sessionToken = `${options.env.OI_TOKEN}.${options.executionName.split('/').at(-1)}`;
+    options.gcs.access.bindToPrefix(sessionToken, options.env.OI_PREFIX!);
+    options = { ...options, env: { ...options.env, OI_TOKEN: sessionToken } };
+  }
   const processes: ChildProcess[] = [];
   let killed = false;
   const kill = () => {
