@@ -34,8 +34,8 @@ export class LiveMount {
     private readonly prefix: string,
     readonly dir: string,
     private readonly options: {
-      /** Relative paths under this folder are not part of the mount view (the session mailbox). */
-      exclude?: string;
+      /** Relative paths the mount view leaves out (a session's mailbox objects, which the relay reads and writes). */
+      exclude?: RegExp;
       /** The uid and gid the files belong to (the runner's user when the fake runs as root). */
       owner?: { uid: number; gid: number };
     } = {},
@@ -118,9 +118,15 @@ export class LiveMount {
     }
   }
 
+  /** A file written through the mount (by the entrypoint, as root), owned like the mount's files. */
+  async writeFile(relative: string, data: string): Promise<void> {
+    await this.makeDirectory(dirname(relative));
+    await writeFile(join(this.dir, relative), data);
+    await this.own(join(this.dir, relative));
+  }
+
   private excluded(relative: string): boolean {
-    const exclude = this.options.exclude;
-    return exclude !== undefined && (relative === exclude.replace(/\/$/, '') || relative.startsWith(exclude));
+    return this.options.exclude?.test(relative) ?? false;
   }
 
   /** mkdir -p inside the mount, each new folder owned like the files (the root included). */

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeEntrypointTimings } from './cloud-run-job.js';
+import { entrypointTimingsJson } from './cloud-run-job.js';
 import type { FakeGcs, ObjectRequest } from './fake-gcs.js';
 import { LiveMount } from './fake-gcsfuse.js';
 
@@ -42,6 +42,8 @@ export interface RunningContainer {
 }
 
 const IMAGE_DIR = fileURLToPath(new URL('../../sandbox-image/', import.meta.url));
+/** What the relay reads and writes with the JSON API, never through the mount (the rest of `.oi/session/` is files). */
+const MAILBOX_OBJECTS = /^\.oi\/session\/[^/]+\/(requests\/|results\/|ready\.json$|closed\.json$)/;
 const NOBODY = 65534;
 const CLEAN_PATH = 'PATH=/usr/bin:/bin';
 
@@ -66,10 +68,13 @@ export function startContainer(options: ContainerOptions): RunningContainer {
       const { OI_BUCKET: bucket, OI_PREFIX: prefix } = options.env as Record<'OI_BUCKET' | 'OI_PREFIX', string>;
       const owner = process.getuid?.() === 0 ? { uid: NOBODY, gid: NOBODY } : undefined;
       const session = options.env.OI_SESSION_ID;
-      const mount = new LiveMount(options.gcs, bucket, prefix, dir, { owner, ...(session === undefined ? {} : { exclude: '.oi/session/' }) });
+      const mount = new LiveMount(options.gcs, bucket, prefix, dir, { owner, ...(session === undefined ? {} : { exclude: MAILBOX_OBJECTS }) });
       await mount.refresh();
       if (killed) return undefined;
-      if (options.env.OI_TIMINGS === '1' && session === undefined) await writeEntrypointTimings(dir, options.env.OI_STEP_ID!, options.createdAt.getTime());
+      if (options.env.OI_TIMINGS === '1') {
+        const folder = session === undefined ? `.oi/steps/${options.env.OI_STEP_ID}` : `.oi/session/${session}`;
+        await mount.writeFile(`${folder}/entrypoint-timings.json`, entrypointTimingsJson(options.createdAt.getTime()));
+      }
       const code = session === undefined ? await runStep(options, dir, processes) : await runSession(options, mount, processes, () => killed);
       if (killed) return undefined; // like gcsfuse after SIGKILL: nothing more is written
       await mount.flush();

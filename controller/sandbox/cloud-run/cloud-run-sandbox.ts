@@ -75,6 +75,14 @@ export class CloudRunSandbox implements Sandbox, OneStepRunner {
     return this.sessions?.session(workspace) ?? new PerStepSession(this, workspace);
   }
 
+  /**
+   * Ends the thread's warm session now rather than at its idle time, and waits for its execution to end; undefined
+   * when the thread has none (or SANDBOX_SESSION=off). Used by the post-deploy check, which cleans up after itself.
+   */
+  endSession(workspace: Workspace): Promise<{ executionName: string; status: string } | undefined> {
+    return this.sessions?.end(workspace) ?? Promise.resolve(undefined);
+  }
+
   /** Runs one step in a job execution of its own (one-shot mode): this is where a Cloud Run execution starts. */
   async run(workspace: Workspace, request: StepRequest, options: RunOptions = {}): Promise<StepResult> {
     const location = workspace.location;

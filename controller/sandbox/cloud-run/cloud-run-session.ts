@@ -56,6 +56,18 @@ export class CloudRunSessions {
     return { run: (request, options) => current.run(request, options), release: async () => {} };
   }
 
+  /**
+   * Ends the thread's live session now, instead of letting it idle out (the post-deploy check does not leave its
+   * scratch thread's execution running): an `exit` request, then the execution's end is awaited (cancelled when it
+   * takes longer than the stop grace period). Resolves with how the execution ended, or undefined without a session.
+   */
+  async end(workspace: Workspace): Promise<{ executionName: string; status: string } | undefined> {
+    const key = workspace.location.kind === 'gcs' ? workspace.location.prefix : '';
+    const thread = this.threads.get(key);
+    this.threads.delete(key);
+    return thread?.end();
+  }
+
   /** Threads whose session has ended or idled out, with nothing under way, are forgotten (their record stays). */
   private forgetIdleThreads(): void {
     for (const [key, thread] of this.threads) if (thread.forgettable()) this.threads.delete(key);
@@ -95,6 +107,26 @@ class ThreadSession {
           continue;
         }
         return outcome.result;
+      }
+    });
+  }
+
+  end(): Promise<{ executionName: string; status: string } | undefined> {
+    return this.serial(async () => {
+      const live = this.live;
+      if (live === undefined || live.ended !== undefined) return undefined;
+      const { executions, timing, logger } = this.options;
+      await live.send(exitRequestLine(), 'control');
+      live.ended = 'ended on request';
+      const deadline = Date.now() + timing.stopGraceMs + timing.endMarginSec * 1000;
+      for (;;) {
+        const state = await executions.state(live.executionName);
+        if (isEnded(state)) return { executionName: live.executionName, status: state.status };
+        if (Date.now() > deadline) {
+          await executions.cancel(live.executionName, logger);
+          return { executionName: live.executionName, status: 'cancelled' };
+        }
+        await new Promise((resolve) => setTimeout(resolve, 250));
       }
     });
   }
