@@ -4,7 +4,8 @@ import { defineConfig } from 'vitest/config';
  * Two projects, run one after the other (sequence.groupOrder):
  * - `unit`: everything in process or with one short-lived child (the runner, a fake server); files in parallel.
  * - `e2e`: files that start the whole bot as a process (`npm start`'s command) against the fakes, or run many
- *   sandbox steps; each test may take longer. Three files run at once: they mostly wait (on the bot, on sandbox
+ *   sandbox steps (Cloud Run sessions start a session runner, with its library imports, per execution); each
+ *   test may take longer. Three files run at once: they mostly wait (on the bot, on sandbox
  *   steps, on timeouts and retry delays), and on 2 cores three finish the project about a quarter sooner than two
  *   (measured: 87 s against 114 s), bounded by the benchmark smoke test. The unit project gains nothing past two.
  * Every test has a timeout: a broken feature fails in seconds instead of hanging the suite.
@@ -18,6 +19,7 @@ const E2E_FILES = [
   'test/jail-*.test.ts',
   'test/local-sessions.test.ts',
   'test/local-runner-session.test.ts',
+  'test/cloud-run-session*.test.ts',
 ];
 
 export default defineConfig({

@@ -6,7 +6,7 @@
  *
  *   npm run bench                      full run (a few minutes on 2 cores)
  *   npm run bench -- --quick           smaller sizes, for a smoke run
- *   npm run bench -- --only=ack,steps  some figures (ack, steps, local, throughput, upload, history, sessions, jail)
+ *   npm run bench -- --only=ack,steps  some figures (ack, steps, local, throughput, upload, history, sessions, jail, cloud)
  *   npm run bench -- --out=FILE        write the results there instead of bench/results/latest.json
  *   npm run bench -- --save-baseline   also write them to bench/results/baseline.json
  */
@@ -16,6 +16,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ackLatencyBenchmark } from './ack-latency.js';
+import { cloudSessionsBenchmark } from './cloud-sessions.js';
 import { historyGrowthBenchmark } from './history-growth.js';
 import { jailProtectionsBenchmark } from './jail-protections.js';
 import { localSessionsBenchmark } from './local-sessions.js';
@@ -26,7 +27,7 @@ import { throughputBenchmark } from './throughput.js';
 import { uploadMemoryBenchmark } from './upload-memory.js';
 
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
-const FIGURE_NAMES = ['upload', 'history', 'steps', 'local', 'ack', 'throughput', 'sessions', 'jail'] as const;
+const FIGURE_NAMES = ['upload', 'history', 'steps', 'local', 'ack', 'throughput', 'sessions', 'jail', 'cloud'] as const;
 type FigureName = (typeof FIGURE_NAMES)[number];
 
 interface Arguments {
@@ -60,6 +61,8 @@ function plan(quick: boolean) {
     history: quick ? { repetitions: 2, sizes: [10, 100, 1000] } : { repetitions: 9, sizes: [10, 100, 1000] },
     sessions: quick ? { repetitions: 1, threads: 2, quick: true } : { repetitions: 7, threads: 50 },
     jail: quick ? { repetitions: 2 } : { repetitions: 15 },
+    // Cloud Run: 8 s from runJob to the container (the published figure), a model that answers in 2 s.
+    cloud: quick ? { repetitions: 1, startMs: 800, modelMs: 200 } : { repetitions: 3, startMs: 8_000, modelMs: 2_000 },
   };
 }
 
@@ -113,6 +116,7 @@ async function main(): Promise<void> {
     throughput: () => throughputBenchmark(sizes.throughput, dataDir),
     sessions: () => localSessionsBenchmark(sizes.sessions),
     jail: () => jailProtectionsBenchmark(sizes.jail),
+    cloud: () => cloudSessionsBenchmark(sizes.cloud),
   };
   try {
     for (const name of FIGURE_NAMES) {

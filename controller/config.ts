@@ -144,7 +144,16 @@ export interface Config {
         sessionIdleSec: number;
         maxSessions: number;
       }
-    | { backend: 'cloudrun'; project: string; region: string; job: string; apiEndpoint?: string };
+    | {
+        backend: 'cloudrun';
+        project: string;
+        region: string;
+        job: string;
+        apiEndpoint?: string;
+        /** SANDBOX_SESSION: false = one job execution per step. */
+        session: boolean;
+        sessionIdleSec: number;
+      };
   limits: {
     memoryMb: number;
     cpuSec: number;
@@ -291,7 +300,15 @@ type BackendEnv = z.infer<typeof backendEnvSchema>;
 
 function sandboxFromEnv(e: BackendEnv): Config['sandbox'] {
   return e.SANDBOX_BACKEND === 'cloudrun'
-    ? { backend: 'cloudrun', project: e.GCP_PROJECT!, region: e.GCP_REGION!, job: e.SANDBOX_JOB!, apiEndpoint: e.CLOUD_RUN_API_ENDPOINT }
+    ? {
+        backend: 'cloudrun',
+        project: e.GCP_PROJECT!,
+        region: e.GCP_REGION!,
+        job: e.SANDBOX_JOB!,
+        apiEndpoint: e.CLOUD_RUN_API_ENDPOINT,
+        session: e.SANDBOX_SESSION,
+        sessionIdleSec: e.SANDBOX_SESSION_IDLE_SEC,
+      }
     : {
         backend: 'local',
         python: e.SANDBOX_PYTHON,

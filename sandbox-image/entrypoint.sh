@@ -1,14 +1,19 @@
 #!/bin/bash
-# Entrypoint of the sandbox image (Dockerfile.sandbox): one Cloud Run Job execution = one step.
+# Entrypoint of the sandbox image (Dockerfile.sandbox). One Cloud Run Job execution serves one thread:
+# one step (OI_STEP_ID, SANDBOX_SESSION=off), or a session of many steps (OI_SESSION_ID, issue 13).
 #
 # Runs as root only to set up, then the user's code runs as the unprivileged `sandbox` user:
-#   1. a token broker (token_broker.py) serves the step's downscoped token on a unix socket in a
+#   1. a token broker (token_broker.py) serves the downscoped token on a unix socket in a
 #      root-only directory; the token never appears on a command line and is removed from the
 #      environment that the code gets;
 #   2. gcsfuse mounts gs://$OI_BUCKET/$OI_PREFIX (only that prefix) at /workspace, owned by `sandbox`;
-#   3. runner.py runs the step as `sandbox` (no capabilities, no-new-privs, a fixed environment);
+#   3. one step: runner.py runs it as `sandbox` (no capabilities, no-new-privs, a fixed environment);
+#      a session: session_relay.py (root) starts `runner.py --session` the same way and relays the
+#      thread's mailbox (.oi/session/$OI_SESSION_ID/) to it until the session ends (idle, deadline,
+#      an exit request, or the runner's end);
 #   4. leftover processes of `sandbox` are killed and /workspace is unmounted, which waits for
-#      gcsfuse to finish uploading; the exit code is the runner's (non-zero if the unmount failed).
+#      gcsfuse to finish uploading; the exit code is the runner's or the relay's (non-zero if the
+#      unmount failed).
 #
 # Why the broker is out of the code's reach: the token is downscoped to this thread's prefix, so a
 # loopback port would leak nothing beyond what the mount already gives the code. A root-only unix
@@ -17,9 +22,13 @@
 # but the job's own service account has no roles, so its token is worth nothing.
 #
 # Needs the Cloud Run execution environment gen2 (FUSE) and must start as root (no USER in the image).
-# Environment (set per execution by CloudRunSandbox): OI_BUCKET, OI_PREFIX, OI_STEP_ID, OI_TOKEN,
-# OI_TOKEN_EXPIRES_AT (epoch seconds); OI_TIMINGS=1 (the post-deploy check, `npm run smoke`) also writes
-# .oi/steps/<step>/entrypoint-timings.json: {"started","brokerReady","mounted"} in epoch seconds.
+# Environment (set per execution by CloudRunSandbox): OI_BUCKET, OI_PREFIX, OI_TOKEN,
+# OI_TOKEN_EXPIRES_AT (epoch seconds), and either OI_STEP_ID, or OI_SESSION_ID with
+# OI_SESSION_IDLE_SEC (seconds without a step before the session ends), OI_SESSION_END_AT (epoch seconds:
+# the session ends then, before its token expires) and OI_LIMITS (the step limits, JSON, applied before
+# the checkpoint is restored). OI_TIMINGS=1 (the post-deploy check, `npm run smoke`) also writes
+# .oi/steps/<step>/entrypoint-timings.json (a session: .oi/session/<id>/entrypoint-timings.json):
+# {"started","brokerReady","mounted"} in epoch seconds.
 #
 # `entrypoint.sh --print-gcsfuse-command` checks the environment like a real start, prints the gcsfuse
 # command line it would run (one argument per line) and exits 0 without touching anything: the tests
@@ -37,14 +46,23 @@ log() { echo "entrypoint: $*" >&2; }
 now() { date +%s.%N; }
 started_at="$(now)"
 
-: "${OI_BUCKET:?OI_BUCKET is required}" "${OI_PREFIX:?OI_PREFIX is required}"
-: "${OI_STEP_ID:?OI_STEP_ID is required}" "${OI_TOKEN:?OI_TOKEN is required}"
+: "${OI_BUCKET:?OI_BUCKET is required}" "${OI_PREFIX:?OI_PREFIX is required}" "${OI_TOKEN:?OI_TOKEN is required}"
+[[ -n "${OI_STEP_ID:-}" || -n "${OI_SESSION_ID:-}" ]] || { log "OI_STEP_ID or OI_SESSION_ID is required"; exit 64; }
+[[ -z "${OI_STEP_ID:-}" || -z "${OI_SESSION_ID:-}" ]] || { log "OI_STEP_ID and OI_SESSION_ID exclude each other"; exit 64; }
 # The same shapes the controller produces; anything else is refused before it reaches a flag.
 [[ "$OI_BUCKET" =~ ^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$ ]] || { log "invalid OI_BUCKET"; exit 64; }
 [[ "$OI_PREFIX" =~ ^workspaces/[A-Za-z0-9._-]+/[A-Za-z0-9._-]+/[A-Za-z0-9._-]+/$ && "$OI_PREFIX" != *..* ]] \
   || { log "invalid OI_PREFIX"; exit 64; }
-[[ "$OI_STEP_ID" =~ ^[A-Za-z0-9_-]{1,64}$ ]] || { log "invalid OI_STEP_ID"; exit 64; }
 [[ "${OI_TIMINGS:-0}" =~ ^[01]$ ]] || { log "invalid OI_TIMINGS"; exit 64; }
+if [[ -n "${OI_SESSION_ID:-}" ]]; then
+  [[ "$OI_SESSION_ID" =~ ^[A-Za-z0-9_-]{1,64}$ ]] || { log "invalid OI_SESSION_ID"; exit 64; }
+  [[ "${OI_SESSION_IDLE_SEC:-}" =~ ^[1-9][0-9]{0,5}$ ]] || { log "invalid OI_SESSION_IDLE_SEC"; exit 64; }
+  [[ "${OI_SESSION_END_AT:-}" =~ ^[1-9][0-9]{9}$ ]] || { log "invalid OI_SESSION_END_AT"; exit 64; }
+  [[ "${OI_LIMITS:-}" =~ ^\{\"memoryMb\":[0-9]{1,7},\"cpuSec\":[0-9]{1,6},\"maxProcesses\":[0-9]{1,6},\"maxFileMb\":[0-9]{1,7}\}$ ]] \
+    || { log "invalid OI_LIMITS"; exit 64; }
+else
+  [[ "$OI_STEP_ID" =~ ^[A-Za-z0-9_-]{1,64}$ ]] || { log "invalid OI_STEP_ID"; exit 64; }
+fi
 
 sandbox_uid="$(id -u "$SANDBOX_USER")"
 sandbox_gid="$(id -g "$SANDBOX_USER")"
@@ -62,8 +80,21 @@ sandbox_gid="$(id -g "$SANDBOX_USER")"
 # --implicit-dirs: folders are prefixes of uploaded objects, not placeholder objects.
 # --rename-dir-limit: a flat bucket renames a folder object by object; allow it for working folders.
 # --token-url unix://: the token broker's root-only socket (token_broker.py); no credentials on disk.
-# Metadata caches keep gcsfuse's defaults: one execution writes the prefix, and the controller reads it only
-# after the execution ended. (Issue 13's mailbox changes that; see docs/deploy.md.)
+# One step keeps gcsfuse's metadata caches: one execution writes the prefix, and the controller reads it
+# only after the execution ended. A session's mount lives for many steps, and between two of them the
+# controller writes into the prefix (the files of a later mention) and another runner may write the
+# checkpoint (runner_state compares its stamp). gcsfuse caches an object's metadata for 60 s and a "not
+# found" for 5 s by default, so a step could miss a file just uploaded, see the old size of a replaced one,
+# or load a stale checkpoint. A session therefore turns them off
+# (https://cloud.google.com/storage/docs/cloud-storage-fuse/caching):
+#   --metadata-cache-ttl-secs 0            stat and type caches (one TTL since gcsfuse 2.0), also the kernel's
+#                                          attribute cache: a replaced file shows its new size at once
+#   --metadata-cache-negative-ttl-secs 0   "not found" answers: a new file is seen at once
+#   --kernel-list-cache-ttl-secs 0         listings (already the default; written out because `ls` and the
+#                                          runner's list of changed files must see new files)
+# The cost is a GCS metadata request per file lookup. The mailbox does not go through the mount
+# (session_relay.py reads it with the JSON API), and a file reaches GCS when it is closed
+# (runner_open_files.py closes what the code left open after each step).
 gcsfuse_args=(
   --foreground
   --only-dir "${OI_PREFIX%/}"
@@ -74,8 +105,11 @@ gcsfuse_args=(
   --uid "$sandbox_uid" --gid "$sandbox_gid"
   --file-mode 644 --dir-mode 755
   -o allow_other
-  "$OI_BUCKET" "$MOUNT"
 )
+if [[ -n "${OI_SESSION_ID:-}" ]]; then
+  gcsfuse_args+=(--metadata-cache-ttl-secs 0 --metadata-cache-negative-ttl-secs 0 --kernel-list-cache-ttl-secs 0)
+fi
+gcsfuse_args+=("$OI_BUCKET" "$MOUNT")
 if [[ "${1:-}" == "--print-gcsfuse-command" ]]; then
   printf '%s\n' gcsfuse "${gcsfuse_args[@]}"
   exit 0
@@ -104,19 +138,32 @@ mountpoint -q "$MOUNT" || { log "gcsfuse did not mount $MOUNT in time"; exit 70;
 mounted_at="$(now)"
 log "mounted $(awk -v a="$started_at" -v b="$mounted_at" 'BEGIN { printf "%.2f", b - a }') s after start"
 if [[ "${OI_TIMINGS:-0}" == 1 ]]; then
-  # Best effort: a failure here must not fail the step. The controller removes the step's folder after reading it.
+  # Best effort: a failure here must not fail the step. The controller removes the step's (or the session's)
+  # folder after reading it.
+  timings_dir="$MOUNT/.oi/steps/${OI_STEP_ID:-}"
+  if [[ -n "${OI_SESSION_ID:-}" ]]; then timings_dir="$MOUNT/.oi/session/$OI_SESSION_ID"; mkdir -p "$timings_dir" 2>/dev/null || true; fi
   printf '{"started": %s, "brokerReady": %s, "mounted": %s}\n' "$started_at" "$broker_ready_at" "$mounted_at" \
-    > "$MOUNT/.oi/steps/$OI_STEP_ID/entrypoint-timings.json" 2>/dev/null || log "could not write the timings file"
+    > "$timings_dir/entrypoint-timings.json" 2>/dev/null || log "could not write the timings file"
 fi
 
-# 3. The step, as the unprivileged user with a fixed environment (nothing of ours leaks in).
+# 3. The runner, as the unprivileged user with a fixed environment (nothing of ours leaks in): one step,
+# or a session behind the relay (root: it reads the token from the broker to reach the mailbox).
+runner=(
+  setpriv --reuid "$sandbox_uid" --regid "$sandbox_gid" --init-groups --inh-caps=-all --bounding-set=-all --no-new-privs
+  env -i
+    HOME="/home/$SANDBOX_USER" USER="$SANDBOX_USER" LOGNAME="$SANDBOX_USER"
+    PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 LC_ALL=C.UTF-8
+    MPLBACKEND=Agg MPLCONFIGDIR="/home/$SANDBOX_USER/.cache/matplotlib" PYTHONUNBUFFERED=1 TMPDIR=/tmp
+    python3 "$RUNNER_DIR/runner.py" --workspace "$MOUNT"
+)
 set +e
-setpriv --reuid "$sandbox_uid" --regid "$sandbox_gid" --init-groups --inh-caps=-all --bounding-set=-all --no-new-privs \
-  env -i \
-    HOME="/home/$SANDBOX_USER" USER="$SANDBOX_USER" LOGNAME="$SANDBOX_USER" \
-    PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 LC_ALL=C.UTF-8 \
-    MPLBACKEND=Agg MPLCONFIGDIR="/home/$SANDBOX_USER/.cache/matplotlib" PYTHONUNBUFFERED=1 TMPDIR=/tmp \
-    python3 "$RUNNER_DIR/runner.py" --workspace "$MOUNT" --step "$OI_STEP_ID"
+if [[ -n "${OI_SESSION_ID:-}" ]]; then
+  python3 "$RUNNER_DIR/session_relay.py" --bucket "$OI_BUCKET" --prefix "$OI_PREFIX" --session "$OI_SESSION_ID" \
+    --idle-sec "$OI_SESSION_IDLE_SEC" --end-at "$OI_SESSION_END_AT" --token-url "unix://$SOCKET" \
+    -- "${runner[@]}" --session --limits "$OI_LIMITS"
+else
+  "${runner[@]}" --step "$OI_STEP_ID"
+fi
 runner_status=$?
 set -e
 

@@ -31,8 +31,11 @@ import runner_limits
 import runner_state
 import runner_step
 
-# Imported once at start-up when present, so no step pays for them (issue 13: a warm session).
-PRELOADED_MODULES = ('numpy', 'pandas', 'matplotlib', 'matplotlib.pyplot', 'dill')
+# Imported once per session when present, so no later step pays for them (issue 13: a warm session). They are
+# imported while the session waits for a step, one at a time after `ready`, not before it: a first step that
+# needs none of them does not wait for them (on Cloud Run it is usually queued before the runner is ready), and
+# one that needs them imports them itself, as it would have waited for them anyway.
+PRELOADED_MODULES = ('dill', 'numpy', 'pandas', 'matplotlib', 'matplotlib.pyplot')
 
 
 def preloaded_modules():
@@ -212,15 +215,10 @@ class Session:
         self.first_restored = 'fresh'
 
     def start(self, limits):
-        """Limits (when given), preloaded libraries, the checkpoint; then the ready line."""
+        """Limits (when given) and the checkpoint; then the ready line."""
         notes = list(self.environment.processes.notes)
         if limits is not None:
             self._apply_limits(limits, notes)
-        for name in preloaded_modules():
-            try:
-                __import__(name)
-            except BaseException:  # absent (a bare Python) or broken: the step that needs it will say so
-                pass
         self.known_stamp = runner_state.read_stamp(runner_step.STATE_PATH)
         try:
             loaded = runner_state.restore(runner_step.STATE_PATH, self.namespace, notes)
@@ -232,8 +230,13 @@ class Session:
 
     def serve(self):
         self.channel.start_reading()
+        preload = list(preloaded_modules())
         while True:
-            message = self.channel.messages.get()
+            try:
+                message = self.channel.messages.get(block=not preload)
+            except queue.Empty:  # nothing to do: import the next common library meanwhile
+                _preload(preload.pop(0))
+                continue
             if message.get('type') != 'step':
                 break
             self.channel.send(self.run(message))
@@ -256,7 +259,7 @@ class Session:
         self.channel.begin(request['id'], self.environment.signals)
         try:
             result = runner_step.run_step(request, self.namespace, self.environment, prepare=reload_if_stale,
-                                          cpu_budget=self.cpu_budget)
+                                          cpu_budget=self.cpu_budget, flush_open_files=True)
         finally:
             self.channel.finish()
         # When the stamp could not be written, the file still holds the one before: not a sign of another writer.
@@ -273,6 +276,13 @@ class Session:
             self.applied_limits = wanted
         except (OSError, ValueError) as exc:  # a limit above the hard limit set by an earlier step
             notes.append(f'The resource limits could not be changed for this session ({exc}).')
+
+
+def _preload(name):
+    try:
+        __import__(name)
+    except BaseException:  # absent (a bare Python) or broken: the step that needs it will say so
+        pass
 
 
 def serve(environment, namespace, limits_json):

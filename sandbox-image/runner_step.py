@@ -12,6 +12,7 @@ import runner_display
 import runner_figures
 import runner_files
 import runner_limits
+import runner_open_files
 import runner_output
 import runner_state
 
@@ -21,7 +22,7 @@ RUNNER_DIR = os.path.dirname(os.path.abspath(__file__))
 RUNNER_PID = os.getpid()
 
 
-def run_step(request, namespace, environment, prepare=None, cpu_budget=None, print_tables=False):
+def run_step(request, namespace, environment, prepare=None, cpu_budget=None, print_tables=False, flush_open_files=False):
     """Runs request['code'] in namespace; returns the result dict (without `restored`). The caller
     has called environment.signals.begin_step().
 
@@ -29,6 +30,7 @@ def run_step(request, namespace, environment, prepare=None, cpu_budget=None, pri
     .processes (StepProcesses).
     prepare(notes): called before the code runs, inside the output capture (restores the state).
     cpu_budget: a SessionCpuBudget in session mode; one-shot mode relies on RLIMIT_CPU.
+    flush_open_files: session mode, where files the code left open outlive the step (runner_open_files).
     """
     step_id = request['id']
     step_dir = os.path.join(INTERNAL_DIR, 'steps', step_id)
@@ -58,6 +60,8 @@ def run_step(request, namespace, environment, prepare=None, cpu_budget=None, pri
         tables = displays.result()
     environment.signals.end_step()
     stdout, stderr, truncated = output.read(max_output)
+    if flush_open_files:
+        runner_open_files.flush_open_files(environment.workspace)
     files = runner_files.compare(before, runner_files.snapshot('.'), notes)
     _remove_step_folder(step_dir)
     result = {

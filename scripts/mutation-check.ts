@@ -160,6 +160,42 @@ const MUTATIONS: Mutation[] = [
     tests: ['test/smoke.test.ts'],
     name: 'each broken promise fails its check',
   },
+  {
+    id: 'session-lazy-start',
+    what: 'a Cloud Run session starts only at its first step, not when the mention arrives',
+    file: 'controller/sandbox/cloud-run/cloud-run-session.ts',
+    search: '    thread.prepare();',
+    replace: '',
+    tests: ['test/cloud-run-session-turn.test.ts'],
+    name: 'starts the execution when the mention arrives',
+  },
+  {
+    id: 'session-open-files-not-flushed',
+    what: 'the session runner leaves files the code kept open unflushed (gcsfuse would not upload them)',
+    file: 'sandbox-image/runner_session.py',
+    search: 'cpu_budget=self.cpu_budget, flush_open_files=True)',
+    replace: 'cpu_budget=self.cpu_budget, flush_open_files=False)',
+    tests: ['test/runner-session.test.ts'],
+    name: 'flushes a file the code keeps open',
+  },
+  {
+    id: 'session-record-not-followed',
+    what: 'a controller keeps using its own idea of the session after another one moved the record on',
+    file: 'controller/sandbox/cloud-run/session-step.ts',
+    search: "    if (!(error instanceof StateConflictError)) throw error;",
+    replace: '    throw error;',
+    tests: ['test/cloud-run-session-lifecycle.test.ts'],
+    name: 'reuses the thread',
+  },
+  {
+    id: 'session-stop-not-sent',
+    what: 'Stop in a session never reaches the runner (only the grace period ends the step)',
+    file: 'controller/sandbox/cloud-run/session-step.ts',
+    search: "await live.send(stopRequestLine(step.id), 'control')",
+    replace: 'await Promise.resolve()',
+    tests: ['test/cloud-run-sessions.test.ts'],
+    name: 'Stop inside a session',
+  },
 ];
 
 type Outcome = 'caught' | 'MISSED' | 'stale' | 'error';

@@ -28,7 +28,7 @@ test('the benchmark runs in --quick mode and produces every figure', { timeout: 
     const figures = new Set(results.rows.map((row) => row.figure.split(' ')[0]));
     expect([...figures].sort(), output).toStrictEqual(['1', '13', '14', '2', '3', '4', '5']);
     const keys = results.rows.map((row) => row.key);
-    for (const key of ['ack.p50', 'ack.p99', 'steps.overheadPerStep.2000', 'steps.slackCallsPerStep', 'local.printPlain', 'throughput.turnsPerSecond.8', 'throughput.peakRss.8', 'upload.rssGrowth', 'history.save.1000', 'history.requestTokens', 'sessions.warm', 'sessions.cold', 'sessions.sandboxRss', 'jail.coldAdded', 'jail.warmStep']) {
+    for (const key of ['ack.p50', 'ack.p99', 'steps.overheadPerStep.2000', 'steps.slackCallsPerStep', 'local.printPlain', 'throughput.turnsPerSecond.8', 'throughput.peakRss.8', 'upload.rssGrowth', 'history.save.1000', 'history.requestTokens', 'sessions.warm', 'sessions.cold', 'sessions.sandboxRss', 'jail.coldAdded', 'jail.warmStep', 'cloudSessions.turn', 'cloudSessions.firstStep', 'cloudSessions.warmStep']) {
       expect(keys, `row ${key} missing:\n${output}`).toContain(key);
     }
     for (const row of results.rows) {
@@ -36,6 +36,7 @@ test('the benchmark runs in --quick mode and produces every figure', { timeout: 
       if (row.baseline !== undefined) expect(Number.isFinite(row.baseline), `${row.key} baseline: ${row.baseline}`).toBe(true);
     }
     expect(output).toMatch(/figure\s+measure\s+ours\s+baseline\s+ratio/);
+    expect(output, 'issue 13: the Cloud Run figure is printed with the word session').toMatch(/13 Cloud Run sessions\s+session: 5-step turn/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

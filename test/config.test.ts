@@ -127,7 +127,7 @@ test('GCS_BUCKET must be a bucket name, and the two emulator endpoints come toge
   expect(errorFor({ ...cloudRun, GCS_BUCKET: 'b-1', GCS_API_ENDPOINT: 'http://127.0.0.1:1' })).toMatch(/CLOUD_RUN_API_ENDPOINT and GCS_API_ENDPOINT go together/);
   const config = loadConfig({ ...cloudRun, GCS_BUCKET: 'my-project-oi.workspaces' });
   expect(config.storage).toStrictEqual({ backend: 'gcs', bucket: 'my-project-oi.workspaces', apiEndpoint: undefined });
-  expect(config.sandbox).toStrictEqual({ backend: 'cloudrun', project: 'p', region: 'r', job: 'j', apiEndpoint: undefined });
+  expect(config.sandbox).toStrictEqual({ backend: 'cloudrun', project: 'p', region: 'r', job: 'j', apiEndpoint: undefined, session: true, sessionIdleSec: 600 });
 });
 
 test('the bot refuses to start without its settings, naming the variable and leaking nothing', async () => {
@@ -135,4 +135,12 @@ test('the bot refuses to start without its settings, naming the variable and lea
   expect(code).toBe(1);
   expect(output).toMatch(/OPENAI_API_KEY is required/);
   expect(output).not.toContain('xoxb-secret-value');
+});
+
+test('Cloud Run sessions are on by default and idle out after SANDBOX_SESSION_IDLE_SEC (600 s)', () => {
+  const cloud = { ...minimal, STORAGE_BACKEND: 'gcs', GCS_BUCKET: 'oi-bucket', SANDBOX_BACKEND: 'cloudrun', GCP_PROJECT: 'p', GCP_REGION: 'r', SANDBOX_JOB: 'j' };
+  expect(loadConfig(cloud).sandbox).toMatchObject({ backend: 'cloudrun', session: true, sessionIdleSec: 600 });
+  expect(loadConfig({ ...cloud, SANDBOX_SESSION: 'off', SANDBOX_SESSION_IDLE_SEC: '120' }).sandbox).toMatchObject({ session: false, sessionIdleSec: 120 });
+  expect(errorFor({ ...cloud, SANDBOX_SESSION: 'sometimes' })).toMatch(/SANDBOX_SESSION is invalid: must be true or false/);
+  expect(errorFor({ ...cloud, SANDBOX_SESSION_IDLE_SEC: '0' })).toMatch(/SANDBOX_SESSION_IDLE_SEC is invalid/);
 });

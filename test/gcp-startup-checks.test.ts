@@ -102,8 +102,11 @@ test('a token chain that fails (iamcredentials or STS refused) names the APIs an
   }
 });
 
-test('the start-up token is minted for a prefix no thread can have, valid as long as a step needs', async () => {
-  const clients = clientsFor({ STEP_TIMEOUT_SEC: '600' });
+test('the start-up token is minted for a prefix no thread can have, valid as long as a step (or a session) needs', async () => {
+  const sessions = clientsFor({ STEP_TIMEOUT_SEC: '600' });
+  expect(sessions.checkTargets.tokenValidForSec, 'a Cloud Run session lives as long as its token: about 50 minutes').toBe(3000);
+  await sessions.sandbox.close();
+  const clients = clientsFor({ STEP_TIMEOUT_SEC: '600', SANDBOX_SESSION: 'off' });
   try {
     expect(clients.checkTargets.tokenValidForSec).toBe(600 + 120 + 60);
     const minted: string[] = [];

@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LIMITS, RunnerSession, barePython, hasModule, newWorkspace, removeWorkspaces } from './helpers/runner-process.js';
@@ -21,6 +21,17 @@ describe('runner.py --session', () => {
     expect(second.stdout).toBe('42\n');
     expect(second.restored).toBe('memory');
     expect(await session.exit()).toEqual({ code: 0, signal: null });
+  });
+
+  it('flushes a file the code keeps open, after every step, and leaves it open (gcsfuse writes a file to GCS on close)', async () => {
+    const workspace = newWorkspace();
+    const { session } = await RunnerSession.start(workspace);
+    expect((await session.run("log = open('log.txt', 'w')\nlog.write('first')")).files).toStrictEqual([{ path: 'log.txt', change: 'created', size: 5 }]);
+    expect(readFileSync(join(workspace, 'log.txt'), 'utf8'), 'Python buffered it; the runner flushed it').toBe('first');
+    const second = await session.run("log.write(' second')\nprint(log.closed, log.tell())");
+    expect(second.stdout).toBe('False 12\n');
+    expect(readFileSync(join(workspace, 'log.txt'), 'utf8')).toBe('first second');
+    await session.exit();
   });
 
   it('keeps assignments made before an exception (Jupyter semantics)', async () => {

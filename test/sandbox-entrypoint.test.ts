@@ -106,6 +106,55 @@ describe('sandbox image', () => {
     }
   });
 
+  it('entrypoint.sh refuses malformed session overrides before touching anything (issue 13)', () => {
+    const limits = '{"memoryMb":2048,"cpuSec":600,"maxProcesses":256,"maxFileMb":1024}';
+    const session = { OI_BUCKET: 'oi-bucket', OI_PREFIX: 'workspaces/T1/C1/1.2/', OI_TOKEN: 'token', OI_SESSION_ID: 's-1', OI_SESSION_IDLE_SEC: '600', OI_SESSION_END_AT: '1800000000', OI_LIMITS: limits };
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ ...session, OI_SESSION_ID: '' }, /OI_STEP_ID or OI_SESSION_ID is required/],
+      [{ ...session, OI_STEP_ID: 'step-1' }, /exclude each other/],
+      [{ ...session, OI_SESSION_ID: 'a/b' }, /invalid OI_SESSION_ID/],
+      [{ ...session, OI_SESSION_IDLE_SEC: '0' }, /invalid OI_SESSION_IDLE_SEC/],
+      [{ ...session, OI_SESSION_END_AT: 'soon' }, /invalid OI_SESSION_END_AT/],
+      [{ ...session, OI_LIMITS: '{"memoryMb":2048}' }, /invalid OI_LIMITS/],
+      [{ ...session, OI_LIMITS: `${limits} --user 0:0` }, /invalid OI_LIMITS/],
+    ];
+    for (const [env, message] of cases) {
+      const result = spawnSync('/bin/bash', [join(imageDir, 'entrypoint.sh')], { env: { PATH: '/usr/bin:/bin', ...env }, encoding: 'utf8' });
+      expect(result.status, JSON.stringify(env)).not.toBe(0);
+      expect(result.stderr, JSON.stringify(env)).toMatch(message);
+    }
+  });
+
+  it('entrypoint.sh turns gcsfuse\'s metadata caches off for a session, so files written between steps are seen', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'oi-entrypoint-'));
+    try {
+      writeFileSync(join(dir, 'id'), '#!/bin/sh\necho 10001\n');
+      chmodSync(join(dir, 'id'), 0o755);
+      const env = {
+        PATH: `${dir}:/usr/bin:/bin`,
+        OI_BUCKET: 'oi-bucket',
+        OI_PREFIX: 'workspaces/T1/C1/1.2/',
+        OI_TOKEN: 'token',
+        OI_SESSION_ID: 'session-1',
+        OI_SESSION_IDLE_SEC: '600',
+        OI_SESSION_END_AT: '1800000000',
+        OI_LIMITS: '{"memoryMb":2048,"cpuSec":600,"maxProcesses":256,"maxFileMb":1024}',
+      };
+      const result = spawnSync('/bin/bash', [join(imageDir, 'entrypoint.sh'), '--print-gcsfuse-command'], { env, encoding: 'utf8' });
+      expect(result.status, result.stderr).toBe(0);
+      const args = result.stdout.trimEnd().split('\n');
+      expect(args.slice(0, 3)).toStrictEqual(['gcsfuse', '--foreground', '--only-dir']);
+      expect(args.slice(-8)).toStrictEqual([
+        '--metadata-cache-ttl-secs', '0',
+        '--metadata-cache-negative-ttl-secs', '0',
+        '--kernel-list-cache-ttl-secs', '0',
+        'oi-bucket', '/workspace',
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('record_libraries.py lists only the requirements that import, with their installed versions', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'oi-libraries-'));
     try {

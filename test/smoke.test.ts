@@ -37,8 +37,8 @@ afterAll(async () => {
 });
 
 /** One smoke run in process, as smoke-cli.ts composes it. */
-async function smoke(options: { libraries?: Record<string, string>; metadataHost?: string; refuseRunJob?: Error } = {}): Promise<SmokeReport> {
-  const config = loadBackendConfig({ ...gcp.env, STEP_TIMEOUT_SEC: '60' });
+async function smoke(options: { libraries?: Record<string, string>; metadataHost?: string; refuseRunJob?: Error; session?: 'on' | 'off' } = {}): Promise<SmokeReport> {
+  const config = loadBackendConfig({ ...gcp.env, STEP_TIMEOUT_SEC: '60', SANDBOX_SESSION: options.session ?? 'on' });
   let watch: ExecutionWatch | undefined;
   const refusing = (jobs: v2.JobsClient) =>
     options.refuseRunJob === undefined
@@ -67,13 +67,18 @@ describe('against the fakes', () => {
     expect(leftovers(), 'the scratch threads are removed').toStrictEqual([]);
   });
 
-  test('a healthy deployment: every stage timed, every check passes, nothing left behind', async () => {
+  // With sessions (the default) the check also runs a second step in the session's execution and ends the session.
+  const sessionStages = { on: ['warm step', 'session ended'], off: [] };
+  const sessionChecks = { on: ["a second step runs in the session's execution", 'the session ends when asked'], off: [] };
+
+  test.each(['off', 'on'] as const)('a healthy deployment (SANDBOX_SESSION=%s): every stage timed, every check passes, nothing left behind', async (session) => {
     gcp.gcs.access.declareWithoutRoles(METADATA_TOKEN);
-    const report = await smoke();
+    const report = await smoke({ session });
     expect(report.checks.filter((check) => check.outcome !== 'pass'), formatSmokeReport(report).join('\n')).toStrictEqual([]);
     expect(smokeExitCode(report)).toBe(0);
-    expect(report.stages.map((stage) => stage.name)).toStrictEqual(['runJob accepted', 'execution started', 'prefix mounted', 'libraries imported', 'result read']);
+    expect(report.stages.map((stage) => stage.name)).toStrictEqual(['runJob accepted', 'execution started', 'prefix mounted', 'libraries imported', 'result read', ...sessionStages[session]]);
     for (const stage of report.stages) expect(stage.atMs, stage.name).toBeTypeOf('number');
+    expect(gcp.run.running(), 'nothing is left running').toStrictEqual([]);
     expect(Object.keys(outcomes(report))).toStrictEqual([
       'start-up checks (credentials, bucket, token chain, job)',
       'one step runs through the job',
@@ -86,6 +91,7 @@ describe('against the fakes', () => {
       "the step's token cannot read another thread's file",
       "the step's token cannot list the conversation histories (threads/)",
       "the step's token cannot list the whole bucket",
+      ...sessionChecks[session],
     ]);
     const run = gcp.run.runs.at(-1)!;
     expect(run.env.OI_TIMINGS, 'the entrypoint was asked for its timings').toBe('1');
@@ -96,7 +102,7 @@ describe('against the fakes', () => {
     expect(report.checks.find((check) => check.name.includes('token lists its own'))?.detail).toMatch(/read back from the execution/);
     const text = formatSmokeReport(report).join('\n');
     expect(text).toMatch(/^prefix mounted +\+\d+\.\d\ds +\d+\.\d\ds +container start → mounted/m);
-    expect(text).toMatch(/^11 passed, 0 failed, 0 skipped$/m);
+    expect(text).toMatch(new RegExp(`^${11 + sessionChecks[session].length} passed, 0 failed, 0 skipped$`, 'm'));
   });
 
   test('each broken promise fails its check and the exit code, and the scratch threads are still removed', async () => {

@@ -6,6 +6,7 @@ import { ConfigError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { CloudRunSandbox } from '../sandbox/cloud-run/cloud-run-sandbox.js';
 import { DownscopedTokenMinter, StaticTokenMinter, type TokenMinter } from '../sandbox/cloud-run/downscoped-token.js';
+import { DEFAULT_SESSION_TIMING, type SessionTiming } from '../sandbox/cloud-run/live-session.js';
 import { GcsWorkspaceStore } from '../workspace/gcs-workspace.js';
 import { checkGoogleCloud, type GcpCheckTargets, type StartupFindings } from './startup-checks.js';
 
@@ -19,6 +20,10 @@ import { checkGoogleCloud, type GcpCheckTargets, type StartupFindings } from './
 export const EMULATOR_SANDBOX_TOKEN = 'emulator-downscoped-token';
 const CLOUD_PLATFORM_SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
 const STARTUP_MARGIN_SEC = 120;
+/** How runJob's operation is polled for a one-step execution on Cloud Run itself (google-gax backs off between them). */
+export const CLOUD_RUN_POLLING = { initialMs: 1000, maxMs: 5000 };
+/** Against local emulators a dead execution or a missed stop shows within a second (the real API is read every 5 s). */
+const EMULATOR_SESSION_TIMING: Partial<SessionTiming> = { executionCheckMs: 250, stopGraceMs: 3_000, timeoutGraceMs: 3_000 };
 
 export interface GcpClients {
   storage: Storage;
@@ -93,10 +98,13 @@ export function createGcpClients(
   const jobsClient = new v2.JobsClient(runOptions);
   const executionsClient = new v2.ExecutionsClient(runOptions);
 
+  // A step's token must outlive the step; a session's must outlive the session (about 50 minutes).
+  const { session, sessionIdleSec } = config.sandbox;
+  const tokenSec = Math.max(config.limits.stepTimeoutSec + STARTUP_MARGIN_SEC, session ? DEFAULT_SESSION_TIMING.tokenLifeSec : 0);
   const tokenMinter: TokenMinter =
     runEndpoint !== undefined
       ? new StaticTokenMinter(EMULATOR_SANDBOX_TOKEN)
-      : new DownscopedTokenMinter({ bucket, source: selfImpersonatedSource(config.limits.stepTimeoutSec + STARTUP_MARGIN_SEC, logger) });
+      : new DownscopedTokenMinter({ bucket, source: selfImpersonatedSource(tokenSec, logger) });
 
   const store = new GcsWorkspaceStore({ storage, bucket, logger });
   const sandbox = new CloudRunSandbox({
@@ -111,7 +119,10 @@ export function createGcpClients(
     logger,
     startupMarginSec: STARTUP_MARGIN_SEC,
     // A local emulator answers at once; polling Cloud Run itself every few seconds is plenty.
-    polling: runEndpoint !== undefined ? { initialMs: 100, maxMs: 500 } : { initialMs: 1000, maxMs: 5000 },
+    polling: runEndpoint !== undefined ? { initialMs: 100, maxMs: 500 } : CLOUD_RUN_POLLING,
+    session: session
+      ? { idleSec: sessionIdleSec, maxStepSec: config.limits.stepTimeoutSec, timing: runEndpoint !== undefined ? EMULATOR_SESSION_TIMING : {} }
+      : undefined,
   });
   const checkTargets: GcpCheckTargets = {
     bucket,
@@ -120,8 +131,8 @@ export function createGcpClients(
     job,
     // config.ts has the two emulator endpoints set together or not at all.
     usesCredentials: runEndpoint === undefined,
-    // What CloudRunSandbox asks of a step's token: the task timeout (step + margin) and a minute more.
-    tokenValidForSec: config.limits.stepTimeoutSec + STARTUP_MARGIN_SEC + 60,
+    // What CloudRunSandbox asks of a token: a session's life, or a step's task timeout (step + margin) and a minute more.
+    tokenValidForSec: Math.max(config.limits.stepTimeoutSec + STARTUP_MARGIN_SEC + 60, session ? DEFAULT_SESSION_TIMING.tokenLifeSec : 0),
   };
   return { storage, jobsClient, executionsClient, tokenMinter, store, sandbox, checkTargets };
 }
@@ -140,7 +151,7 @@ export async function createCheckedGcpBackends(config: GcpConfig, logger: Logger
  * for one-hour tokens, refreshed early enough that every token outlives the longest step.
  * Without a service account (a developer's user credentials) the ADC client is used as it is.
  */
-function selfImpersonatedSource(stepSec: number, logger: Logger): () => Promise<AuthClient> {
+function selfImpersonatedSource(tokenSec: number, logger: Logger): () => Promise<AuthClient> {
   let source: Promise<AuthClient> | undefined;
   return () => {
     source ??= (async () => {
@@ -157,8 +168,8 @@ function selfImpersonatedSource(stepSec: number, logger: Logger): () => Promise<
         targetScopes: [CLOUD_PLATFORM_SCOPE],
         delegates: [],
         lifetime: 3600,
-        // Refresh when less than a step (plus a minute) is left; capped below the one-hour lifetime.
-        eagerRefreshThresholdMillis: Math.min(stepSec + 120, 3300) * 1000,
+        // Refresh when less than a token's life (plus two minutes) is left; capped below the one-hour lifetime.
+        eagerRefreshThresholdMillis: Math.min(tokenSec + 120, 3300) * 1000,
       });
     })();
     source.catch(() => (source = undefined));

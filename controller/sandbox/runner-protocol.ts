@@ -183,3 +183,7 @@ export function stepRequestLine(id: string, request: StepRequest, limits: Resour
 export function stopRequestLine(id: string): string {
   return JSON.stringify({ type: 'stop', id }) + '\n';
 }
+
+export function exitRequestLine(): string {
+  return JSON.stringify({ type: 'exit' }) + '\n';
+}

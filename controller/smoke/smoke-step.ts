@@ -3,7 +3,7 @@ import type { LibraryVersions } from '../agent/libraries.js';
 
 /**
  * The one step the post-deploy check runs in the sandbox, and what it reports back (one `OI_SMOKE {json}` line on
- * stdout): when the entrypoint mounted the prefix (its timings file), how long each listed library takes to
+ * stdout): when the entrypoint mounted the prefix (its timings file: the step's, or the session's), how long each listed library takes to
  * import, the names of the environment the code sees (and any that look like a Slack or OpenAI secret), and what
  * the metadata server's account may do on the bucket (testIamPermissions with the metadata server's token:
  * https://cloud.google.com/storage/docs/json_api/v1/buckets/testIamPermissions; the metadata server:
@@ -40,7 +40,7 @@ import glob, importlib, json, os, time, urllib.error, urllib.parse, urllib.reque
 out = {'codeStartedAt': time.time()}
 P = json.loads(PARAMETERS)
 out['entrypoint'] = None
-for path in glob.glob('.oi/steps/*/entrypoint-timings.json'):
+for path in glob.glob('.oi/steps/*/entrypoint-timings.json') + glob.glob('.oi/session/*/entrypoint-timings.json'):
     with open(path) as f:
         out['entrypoint'] = json.load(f)
 out['importSec'], out['failed'] = {}, {}

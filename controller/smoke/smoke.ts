@@ -8,13 +8,15 @@ import type { SandboxSession, StepResult } from '../sandbox/sandbox.js';
 import type { ThreadKey } from '../workspace/thread-key.js';
 import type { Workspace } from '../workspace/workspace.js';
 import { timestampMs, type ExecutionWatch } from './execution-watch.js';
+import { sessionStages } from './session-stages.js';
 import type { SmokeCheck, SmokeReport, SmokeStage } from './smoke-report.js';
 import { parseSmokeStepOutput, smokeStepCode, type SmokeStepReport } from './smoke-step.js';
 import { tokenBoundaryChecks } from './token-boundary.js';
 
 /**
  * The post-deploy check (`npm run smoke`, docs/deploy.md step 9): one step through the real job for a scratch
- * thread, each stage timed, the isolation proven, everything it wrote removed. It uses the Sandbox seam as the bot
+ * thread, each stage timed, the isolation proven, everything it wrote removed; with Cloud Run sessions also a second
+ * step in the same execution and the session's end (session-stages.ts). It uses the Sandbox seam as the bot
  * does (`sandbox.session(workspace).run(...)`), so it checks whichever way the backend runs steps; the Cloud Run
  * side is watched through the jobs client (execution-watch.ts). Against the fakes (its tests) the same code runs;
  * what needs Google's real boundary then meets the fakes' model of it (test/fakes/gcs-access.ts).
@@ -60,8 +62,12 @@ export async function runSmoke(parts: SmokeParts): Promise<SmokeReport> {
     const session = parts.clients.sandbox.session(mainWorkspace);
     try {
       const outcome = await runStep(parts, session, report);
-      if (outcome !== undefined) await judgeStep(parts, outcome, report, { own: prefixOf(mainWorkspace), other: prefixOf(otherWorkspace) });
-      report.stages.push(...(await sessionStages(session)));
+      if (outcome !== undefined) {
+        await judgeStep(parts, outcome, report, { own: prefixOf(mainWorkspace), other: prefixOf(otherWorkspace) });
+        const { stages, checks } = await sessionStages({ ...parts, session, workspace: mainWorkspace, firstStepAt: outcome.startedAt });
+        report.stages.push(...stages);
+        report.checks.push(...checks);
+      }
     } finally {
       await session.release().catch((error: unknown) => report.warnings.push(`releasing the session failed: ${describeError(error)}`));
     }
@@ -72,15 +78,6 @@ export async function runSmoke(parts: SmokeParts): Promise<SmokeReport> {
     report.cleanup = await cleanUp(parts, runId, report);
   }
   return report;
-}
-
-// ── Session-specific stages (issue 13, branch `cloud-sessions`) ──────────────────────────────────────────────
-// With warm Cloud Run sessions one execution serves the thread's steps through the mailbox under
-// `.oi/session/<id>/`. Add here, on the same `session` before it is released: "session ready" (ready.json seen),
-// a second step ("warm step": request written → result read) and anything else the session mode should prove;
-// return them as stages (and push checks onto the report if needed). One-shot mode has nothing more to show.
-async function sessionStages(_session: SandboxSession): Promise<SmokeStage[]> {
-  return [];
 }
 
 async function runStep(parts: SmokeParts, session: SandboxSession, report: SmokeReport): Promise<StepOutcome | undefined> {

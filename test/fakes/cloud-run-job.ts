@@ -1,6 +1,3 @@
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-
 /**
  * The job itself, for FakeCloudRun: what `GET /v2/projects/P/locations/R/jobs/J` answers
  * (https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.jobs#Job), which permissions the caller
@@ -59,11 +56,11 @@ export function taskTemplate(settings: FakeJobSettings, overrides: { name: strin
   };
 }
 
-/** entrypoint.sh with OI_TIMINGS=1: `.oi/steps/<step>/entrypoint-timings.json`, epoch seconds, before the runner starts. */
-export async function writeEntrypointTimings(workspaceDir: string, stepId: string, startedAtMs: number): Promise<void> {
-  const now = Date.now() / 1000;
+/**
+ * What entrypoint.sh with OI_TIMINGS=1 writes as `entrypoint-timings.json` (in `.oi/steps/<step>/`, or a session's
+ * `.oi/session/<id>/`) before the runner starts: epoch seconds.
+ */
+export function entrypointTimingsJson(startedAtMs: number): string {
   const started = startedAtMs / 1000;
-  const dir = join(workspaceDir, '.oi', 'steps', stepId);
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'entrypoint-timings.json'), `{"started": ${started}, "brokerReady": ${started}, "mounted": ${now}}\n`);
+  return `{"started": ${started}, "brokerReady": ${started}, "mounted": ${Date.now() / 1000}}\n`;
 }

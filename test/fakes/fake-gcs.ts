@@ -11,17 +11,19 @@ import {
   json,
   lastReturned,
   md5,
+  objectRequest,
   objectResource,
   readBody,
   requireName,
   splitMultipart,
   transientError,
   type FakeObject,
+  type ObjectRequest,
   type Reply,
 } from './gcs-wire.js';
 import { bearerToken } from './http-helpers.js';
 
-export type { FakeObject } from './gcs-wire.js';
+export type { FakeObject, ObjectRequest } from './gcs-wire.js';
 
 /**
  * A small GCS JSON API server on 127.0.0.1: the subset @google-cloud/storage uses for our
@@ -68,6 +70,8 @@ export class FakeGcs {
   readonly access = new GcsAccess();
   /** Page size for listing (small values exercise the client's pagination). */
   pageSize = 1000;
+  /** Awaited before a request naming one object is answered (FakeCloudRun keeps a session's mount in step with its mailbox). */
+  readonly interceptors = new Set<(request: ObjectRequest) => Promise<void>>();
   private readonly sessions = new Map<string, UploadSession>();
   private readonly injections: Injection[] = [];
   private server: Server | undefined;
@@ -142,6 +146,8 @@ export class FakeGcs {
     this.requests.push(record);
     try {
       const body = await readBody(request);
+      const target = objectRequest(record.method, url, query, request.headers.authorization);
+      if (target !== undefined) for (const intercept of this.interceptors) await intercept(target);
       const injection = this.injections.find((candidate) => candidate.remaining > 0 && candidate.matches(record));
       if (injection !== undefined) {
         injection.remaining -= 1;

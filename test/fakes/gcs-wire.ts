@@ -13,6 +13,22 @@ export interface FakeObject {
   metadata?: Record<string, string>;
 }
 
+/** A request that names one object: a read, a delete, or a simple upload (`uploadType=media`, name in the query). */
+export interface ObjectRequest {
+  method: string;
+  bucket: string;
+  name: string;
+  upload: boolean;
+  authorization?: string;
+}
+
+export function objectRequest(method: string, url: URL, query: Record<string, string>, authorization: string | undefined): ObjectRequest | undefined {
+  const parts = url.pathname.split('/').slice(1).map((part) => decodeURIComponent(part));
+  if (parts[0] === 'upload' && parts.length === 6 && query.name !== undefined) return { method, bucket: parts[4]!, name: query.name, upload: true, authorization };
+  if (parts[0] === 'storage' && parts.length === 6 && parts[4] === 'o') return { method, bucket: parts[3]!, name: parts[5]!, upload: false, authorization };
+  return undefined;
+}
+
 export class HttpError extends Error {
   constructor(
     readonly status: number,

@@ -1,19 +1,24 @@
 import { randomBytes } from 'node:crypto';
-import type { protos, v2 } from '@google-cloud/run';
+import type { v2 } from '@google-cloud/run';
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { INTERNAL_DIR, type Workspace } from '../../workspace/workspace.js';
 import { PerStepSession, type OneStepRunner } from '../per-step-session.js';
 import { DEFAULT_MAX_OUTPUT_BYTES, parseRunnerResult, stepRequestJson, stoppedStepResult } from '../runner-protocol.js';
 import { SandboxError, type ResourceLimits, type RunOptions, type Sandbox, type SandboxSession, type StepRequest, type StepResult } from '../sandbox.js';
+import { CloudRunSessions } from './cloud-run-session.js';
 import type { TokenMinter } from './downscoped-token.js';
+import { JobExecutions, type ExecutionOperation } from './job-executions.js';
+import { DEFAULT_SESSION_TIMING, type SessionTiming } from './live-session.js';
 
 /**
- * CloudRunSandbox: one Cloud Run Job execution per step (docs/architecture.md, Isolation on Cloud Run). The controller
- * writes the step request into the thread's GCS prefix, mints a token downscoped to that prefix and
- * starts the job with per-execution env overrides (bucket, prefix, step id, token: never a Slack or
- * OpenAI secret). The sandbox image mounts the prefix with gcsfuse and runs runner.py; the
- * controller waits for the execution and reads result.json back from the workspace.
+ * CloudRunSandbox (docs/architecture.md, Isolation on Cloud Run): every step runs in an execution of the sandbox
+ * job, which mounts the thread's GCS prefix with gcsfuse, with a token downscoped to that prefix passed in the
+ * per-execution env overrides (never a Slack or OpenAI secret).
+ * - Sessions (SANDBOX_SESSION=on, the default; cloud-run-session.ts): one execution per thread session, started
+ *   at the turn's start and serving the thread's steps through a mailbox in its prefix.
+ * - One execution per step (SANDBOX_SESSION=off, below): the controller writes the step request into the
+ *   thread's prefix, starts the job, waits for the execution and reads result.json back.
  */
 
 export interface CloudRunSandboxOptions {
@@ -29,14 +34,10 @@ export interface CloudRunSandboxOptions {
   startupMarginSec?: number;
   /** stdout/stderr bytes kept per step (head and tail). */
   maxOutputBytes?: number;
-  /** How often the execution is polled (the client backs off from `initialMs` up to `maxMs`). */
+  /** How often a one-step execution's operation is polled (the client backs off from `initialMs` up to `maxMs`). */
   polling?: { initialMs: number; maxMs: number };
-}
-
-/** The part of the client's long-running operation used here (runJob's LRO: metadata and result are Executions). */
-interface ExecutionOperation {
-  metadata: unknown;
-  promise(): Promise<[protos.google.cloud.run.v2.IExecution, ...unknown[]]>;
+  /** Warm sessions: SANDBOX_SESSION_IDLE_SEC, STEP_TIMEOUT_SEC and the timing (live-session.ts). Absent: one execution per step. */
+  session?: { idleSec: number; maxStepSec: number; timing?: Partial<SessionTiming> };
 }
 
 const DEFAULT_STARTUP_MARGIN_SEC = 120;
@@ -46,16 +47,40 @@ const STOPPED_NOTE = 'The sandbox was stopped from outside: output and variables
 type ExecutionOutcome = { kind: 'succeeded' } | { kind: 'cancelled' } | { kind: 'failed'; reason: string; cause?: unknown };
 
 export class CloudRunSandbox implements Sandbox, OneStepRunner {
-  private readonly jobName: string;
+  private readonly executions: JobExecutions;
+  private readonly sessions: CloudRunSessions | undefined;
   private readonly marginSec: number;
 
   constructor(private readonly options: CloudRunSandboxOptions) {
-    this.jobName = `projects/${options.project}/locations/${options.region}/jobs/${options.job}`;
+    this.executions = new JobExecutions(options);
     this.marginSec = options.startupMarginSec ?? DEFAULT_STARTUP_MARGIN_SEC;
+    const session = options.session;
+    if (session !== undefined) {
+      this.sessions = new CloudRunSessions({
+        executions: this.executions,
+        tokenMinter: options.tokenMinter,
+        limits: options.limits,
+        maxOutputBytes: options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES,
+        idleSec: session.idleSec,
+        maxStepSec: session.maxStepSec,
+        timing: { ...DEFAULT_SESSION_TIMING, ...session.timing },
+        logger: options.logger,
+      });
+    }
   }
 
+  /** The thread's warm session (it starts warming up now), or one execution per step. */
   session(workspace: Workspace): SandboxSession {
-    return new PerStepSession(this, workspace);
+    if (workspace.location.kind !== 'gcs') return new PerStepSession(this, workspace); // refused at its first step
+    return this.sessions?.session(workspace) ?? new PerStepSession(this, workspace);
+  }
+
+  /**
+   * Ends the thread's warm session now rather than at its idle time, and waits for its execution to end; undefined
+   * when the thread has none (or SANDBOX_SESSION=off). Used by the post-deploy check, which cleans up after itself.
+   */
+  endSession(workspace: Workspace): Promise<{ executionName: string; status: string } | undefined> {
+    return this.sessions?.end(workspace) ?? Promise.resolve(undefined);
   }
 
   /** Runs one step in a job execution of its own (one-shot mode): this is where a Cloud Run execution starts. */
@@ -123,40 +148,20 @@ export class CloudRunSandbox implements Sandbox, OneStepRunner {
     token: { token: string; expiresAt: number },
     taskTimeoutSec: number,
   ): Promise<ExecutionOperation> {
-    try {
-      const [operation] = await this.options.jobsClient.runJob(
-        {
-          name: this.jobName,
-          overrides: {
-            containerOverrides: [
-              {
-                env: [
-                  { name: 'OI_BUCKET', value: location.bucket },
-                  { name: 'OI_PREFIX', value: location.prefix },
-                  { name: 'OI_STEP_ID', value: stepId },
-                  { name: 'OI_TOKEN', value: token.token },
-                  { name: 'OI_TOKEN_EXPIRES_AT', value: String(Math.floor(token.expiresAt / 1000)) },
-                ],
-              },
-            ],
-            taskCount: 1,
-            timeout: { seconds: taskTimeoutSec },
-          },
-        },
-        // Cast: gax types `longrunning` as full BackoffSettings (RPC timeouts too); polling reads only these.
-        { longrunning: this.backoff(taskTimeoutSec) } as never,
-      );
-      return operation;
-    } catch (error) {
-      throw new SandboxError('start_failed', `could not start Cloud Run job ${this.options.job}: ${describeError(error)}`, {
-        cause: error,
-        userMessage: 'The sandbox could not be started (Cloud Run job execution failed to start).',
-      });
-    }
+    const env = {
+      OI_BUCKET: location.bucket,
+      OI_PREFIX: location.prefix,
+      OI_STEP_ID: stepId,
+      OI_TOKEN: token.token,
+      OI_TOKEN_EXPIRES_AT: String(Math.floor(token.expiresAt / 1000)),
+    };
+    const { operation } = await this.executions.start(env, taskTimeoutSec, this.backoff(taskTimeoutSec));
+    return operation;
   }
 
+  /** Closes the clients. Live sessions are left running: they idle out, or the next controller reuses them. */
   async close(): Promise<void> {
-    await Promise.all([this.options.jobsClient.close(), this.options.executionsClient.close()]);
+    await this.executions.close();
   }
 
   private async waitForExecution(
@@ -185,16 +190,8 @@ export class CloudRunSandbox implements Sandbox, OneStepRunner {
     const first = await Promise.race([completion, aborted]);
     signal.removeEventListener('abort', onAbort);
     if (first !== 'aborted') return first;
-    if (executionName === undefined) {
-      logger.warn('cannot cancel a Cloud Run execution whose name is unknown');
-    } else {
-      try {
-        await this.options.executionsClient.cancelExecution({ name: executionName });
-        logger.info('cloud run execution cancelled', { execution: executionName });
-      } catch (error) {
-        logger.warn('cancelling the Cloud Run execution failed', { execution: executionName, error: describeError(error) });
-      }
-    }
+    if (executionName === undefined) logger.warn('cannot cancel a Cloud Run execution whose name is unknown');
+    else await this.executions.cancel(executionName, logger);
     return { kind: 'cancelled' };
   }
 
