@@ -159,6 +159,7 @@ describe('the one catch-all', () => {
         throw new Error('disk gone');
       },
       removeOlderThan: async () => ({ removedThreads: [] }),
+      records: harness.store.records,
     };
     const bot = new Bot({ config: harness.config, threads: harness.slack.factory, model: harness.model, store: failingStore, sandbox: harness.sandbox, systemPrompt: '', logger: harness.logger });
     const mention = harness.mention('download');

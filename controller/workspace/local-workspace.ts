@@ -19,6 +19,7 @@ import {
   type WorkspaceLocation,
   type WorkspaceStore,
 } from './workspace.js';
+import { LocalRecordStore } from './local-records.js';
 import { isMissing, readHead, readVersioned, writeVersioned } from './versioned-file.js';
 
 /**
@@ -29,9 +30,11 @@ import { isMissing, readHead, readVersioned, writeVersioned } from './versioned-
  */
 export class LocalWorkspaceStore implements WorkspaceStore {
   readonly dataDir: string;
+  readonly records: LocalRecordStore;
 
   constructor(dataDir: string) {
     this.dataDir = resolve(dataDir);
+    this.records = new LocalRecordStore(this.dataDir);
   }
 
   open(key: ThreadKey): Workspace {
