@@ -164,6 +164,7 @@ describe('the one catch-all', () => {
     const bot = new Bot({ config: harness.config, threads: harness.slack.factory, model: harness.model, store: failingStore, sandbox: harness.sandbox, systemPrompt: '', logger: harness.logger });
     const mention = harness.mention('download');
     await bot.handleMention(mention);
+    await bot.drain();
     expect(harness.slack.thread('C1', mention.key.threadTs).texts).toStrictEqual([':warning: Something went wrong on my side and this message was not handled. Please try again.']);
     expect(harness.logs.filter((line) => line.severity === 'ERROR').map((line) => line.message)).toStrictEqual(['turn failed']);
   });

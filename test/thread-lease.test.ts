@@ -129,18 +129,32 @@ describe.each(backends)('thread leases (%s)', (_name, makeRecords) => {
     const { a, b } = instances(records);
     const first = (await a.submit(thread, 'm1')).lease!;
     await b.submit(thread, 'm2');
-    await first.handOver(true);
+    await first.handOver('keep');
     const [withTurn] = await b.takeExpired(() => false);
     expect(withTurn?.interrupted).toBe(true);
     expect(withTurn?.current?.entry).toBe('m1');
-    await withTurn!.handOver(false);
+    await withTurn!.handOver('done');
     const [inboxOnly] = await a.takeExpired(() => false);
     expect(inboxOnly?.interrupted).toBe(false);
     expect(inboxOnly?.current).toBeNull();
     expect((await inboxOnly!.next())?.entry).toBe('m2');
-    await inboxOnly!.handOver(false);
+    await inboxOnly!.handOver('done');
     expect(await records.read(RECORD), 'nothing left to hand over: released').toBeUndefined();
     expect(await a.takeExpired(() => false)).toStrictEqual([]);
+  });
+
+  test('an instance shutting down takes no lease: it leaves mentions for the others, and a turn it never started', async () => {
+    const records = await makeRecords();
+    const { a, b } = instances(records);
+    expect(await a.submit(thread, 'm1', { take: false }), 'a free thread').toStrictEqual({ queued: true });
+    const [taken] = await b.takeExpired(() => false);
+    expect(taken?.current).toBeNull();
+    expect((await taken!.next())?.entry).toBe('m1');
+    expect(await a.submit(thread, 'm2', { take: false }), 'a busy thread').toStrictEqual({ queued: true });
+    await taken!.handOver('requeue');
+    const [again] = await a.takeExpired(() => false);
+    const order = [(await again!.next())?.entry, (await again!.next())?.entry];
+    expect(order, 'the turn that never started comes first').toStrictEqual(['m1', 'm2']);
   });
 });
 

@@ -120,16 +120,18 @@ export class HeldLease<Entry> {
   }
 
   /**
-   * Shutdown: lets another instance take the thread at once. With `keepTurn` the current turn stays in the
-   * journal, so the next holder tells the thread it was interrupted; without, only the inbox is left (or nothing).
+   * Shutdown: lets another instance take the thread at once (its next sweep). The current turn is `keep`: left
+   * in the journal, so the next holder tells the thread it was interrupted; `requeue`: it never started, so it
+   * goes back to the front of the inbox; `done`: it ended. Only the inbox is left (or nothing: released).
    */
-  handOver(keepTurn: boolean): Promise<void> {
+  handOver(current: 'keep' | 'requeue' | 'done'): Promise<void> {
     return this.serialized(async () => {
       if (this.released) return;
       await this.update((record) => {
-        const turn = keepTurn ? record.turn : null;
-        if (turn === null && record.inbox.length === 0) return 'release';
-        return { ...record, holder: null, leaseId: null, expiresAtMs: 0, turn };
+        const turn = current === 'keep' ? record.turn : null;
+        const inbox = current === 'requeue' && record.turn !== null ? [record.turn.entry, ...record.inbox] : record.inbox;
+        if (turn === null && inbox.length === 0) return 'release';
+        return { ...record, holder: null, leaseId: null, expiresAtMs: 0, turn, inbox };
       });
       this.released = true;
     });

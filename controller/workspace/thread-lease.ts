@@ -45,19 +45,24 @@ export class ThreadLeases<Entry> {
    * turn to run now; when another holder's lease is live, the mention joins the inbox and `queued` is true; when
    * the lease expired (its holder died) or was handed over, this instance takes it over, with the turn left
    * unfinished (to be told as interrupted) and the inbox before the mention.
+   * With `take: false` (an instance shutting down) the mention only joins the inbox, of a handed-over record when
+   * the thread is free, for the next sweep of another instance.
    */
-  async submit(thread: ThreadKey, entry: Entry): Promise<Submitted<Entry>> {
+  async submit(thread: ThreadKey, entry: Entry, options: { take?: boolean } = {}): Promise<Submitted<Entry>> {
+    const take = options.take ?? true;
     const name = leaseName(thread);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const now = this.settings.now();
-      const leaseId = randomUUID();
-      const fresh = leaseWrite<Entry>({ holder: this.settings.instance, leaseId, expiresAtMs: now + this.settings.leaseMs, turn: journal(entry, now), inbox: [] });
+      const fresh = take
+        ? leaseWrite<Entry>({ holder: this.settings.instance, leaseId: randomUUID(), expiresAtMs: now + this.settings.leaseMs, turn: journal(entry, now), inbox: [] })
+        : leaseWrite<Entry>({ holder: null, leaseId: null, expiresAtMs: 0, turn: null, inbox: [entry] });
       const created = await this.records.create(name, fresh);
+      if (created !== undefined && !take) return { queued: true };
       if (created !== undefined) return { lease: new HeldLease(this.records, this.settings, { thread, name, version: created, record: fresh, interrupted: false }), queued: false };
       const current = await this.readRecord(name);
       if (current === undefined) continue; // released meanwhile: try again
       const { value: record, version } = current;
-      if (isLive(record, now)) {
+      if (isLive(record, now) || !take) {
         const appended = leaseWrite<Entry>({ ...record, inbox: [...record.inbox, entry] });
         if ((await this.records.replace(name, appended, version)) !== undefined) return { queued: true };
         continue;
