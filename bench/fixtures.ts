@@ -10,6 +10,7 @@ import type { Sandbox, SandboxSession, StepResult } from '../controller/sandbox/
 import type { Mention } from '../controller/slack/mention.js';
 import type { Bot } from '../controller/turn/bot.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
+import type { WorkspaceStore } from '../controller/workspace/workspace.js';
 import { FakeOpenAI, executeCall, lastUserText, toolResults, type ChatRequest, type Reply } from '../test/fakes/fake-openai.js';
 import { FakeSlack } from '../test/fakes/fake-slack.js';
 import { BOT_TOKEN, OPENAI_KEY, SIGNING_SECRET } from '../test/helpers/bot-process.js';
@@ -90,14 +91,17 @@ export interface InProcessBot {
   ai: FakeOpenAI;
   client: WebClient;
   openai: OpenAI;
-  store: LocalWorkspaceStore;
+  store: WorkspaceStore;
   /** A mention in a new thread (or in `threadTs`), as the Slack listener would build it. */
   mention: (text: string, threadTs?: string) => Mention;
   close: () => Promise<void>;
 }
 
-/** A Bot wired by createBot() like main.ts: env through loadConfig, real clients, a LocalWorkspaceStore in a temp dir. */
-export async function startInProcessBot(options: { sandbox: Sandbox; env?: Record<string, string> }): Promise<InProcessBot> {
+/**
+ * A Bot wired by createBot() like main.ts: env through loadConfig, real clients, a LocalWorkspaceStore in a temp
+ * dir (or the `store` given).
+ */
+export async function startInProcessBot(options: { sandbox: Sandbox; env?: Record<string, string>; store?: WorkspaceStore }): Promise<InProcessBot> {
   const slack = await new FakeSlack({ botToken: BOT_TOKEN, botUserId: BOT_USER, teamId: TEAM }).start();
   const ai = await new FakeOpenAI({ apiKey: OPENAI_KEY }).start();
   ai.script(stepsModel);
@@ -116,7 +120,7 @@ export async function startInProcessBot(options: { sandbox: Sandbox; env?: Recor
   // The same client options as main.ts and Bolt's own client.
   const client = new WebClient(config.slack.botToken, { slackApiUrl: config.slack.apiUrl, logLevel: LogLevel.ERROR });
   const openai = new OpenAI({ apiKey: config.openai.apiKey, baseURL: config.openai.baseUrl, maxRetries: 3, timeout: 180_000 });
-  const store = new LocalWorkspaceStore(config.storage.backend === 'local' ? config.storage.dataDir : dataDir);
+  const store = options.store ?? new LocalWorkspaceStore(config.storage.backend === 'local' ? config.storage.dataDir : dataDir);
   // The libraries main.ts would name for this configuration, from the same per-interpreter cache main.ts uses.
   const cacheDir = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'slack-code-interpreter');
   const { libraries } = await sandboxLibraries(config, { searchPath: process.env.PATH ?? '', cacheDir });
