@@ -156,4 +156,22 @@ describe('two instances on one store', () => {
     expect(thread.texts.filter((text) => /I was interrupted/.test(text))).toHaveLength(1);
     expect(thread.texts.indexOf('second answer')).toBeGreaterThan(thread.texts.findIndex((text) => /I was interrupted/.test(text)));
   });
+
+  test('Stop pressed on the other instance stops the turn at the holder, and only for the asker or an admin', async () => {
+    const sandbox = new ScriptedSandbox(
+      (_request, { signal }) => new Promise((_resolve, reject) => signal?.addEventListener('abort', () => reject(new SandboxError('cancelled', 'step cancelled')), { once: true })),
+    );
+    const [a, b] = await twoInstances({ sandbox, script: [executeReply('while True: pass')], env: { TURN_LEASE_SEC: '2', ADMIN_USERS: 'UADMIN' } });
+    const mention = a.mention('loop forever');
+    const thread = a.slack.thread('C1', mention.key.threadTs);
+    const handled = a.bot.handleMention(mention);
+    await thread.waitFor(() => sandbox.requests.length === 1);
+    const turnId = stopButtonValue(thread.messages[0])!;
+    expect(await b.bot.stopTurn(turnId, 'U2'), 'someone else').toBe('Only the person who asked, or an admin, can stop this turn.');
+    expect(await b.bot.stopTurn('no-such-turn', 'U1')).toBe('This turn has already finished.');
+    expect(await b.bot.stopTurn(turnId, 'UADMIN'), 'the holder stops it at its next renewal').toBeUndefined();
+    await handled;
+    expect(thread.texts.at(-1)).toMatch(/^:octagonal_sign: Stopped after 1 step\. Mention me again to continue\.$/);
+    expect(thread.messages[0]!.text).toMatch(/^:octagonal_sign: Stopped/);
+  });
 });

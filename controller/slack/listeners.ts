@@ -17,7 +17,7 @@ export interface MentionHandler {
   /** Handles one mention; tells the thread about any failure itself and never rejects. */
   handleMention(mention: Mention): Promise<void>;
   /** A Stop click by `user`: undefined when the turn was stopped, else a sentence for the clicker. */
-  stopTurn(turnId: string, user: string): string | undefined;
+  stopTurn(turnId: string, user: string): Promise<string | undefined>;
   /** True when the bot already has a conversation in this thread (replies without a mention continue it). */
   knowsThread(key: ThreadKey): Promise<boolean>;
 }
@@ -78,7 +78,7 @@ export function registerListeners(app: App, handler: MentionHandler, options: { 
   app.action(STOP_ACTION_ID, async ({ ack, body, action, client }) => {
     await ack();
     const turnId = 'value' in action && typeof action.value === 'string' ? action.value : '';
-    const reply = handler.stopTurn(turnId, body.user.id);
+    const reply = await handler.stopTurn(turnId, body.user.id);
     const channel = body.channel?.id;
     if (reply === undefined || channel === undefined) return;
     const thread = 'message' in body ? (body.message?.thread_ts as string | undefined) : undefined;

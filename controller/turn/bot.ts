@@ -91,8 +91,11 @@ export class Bot implements MentionHandler {
     }
   }
 
-  stopTurn(turnId: string, user: string): string | undefined {
-    const outcome = this.running.stop(turnId, user);
+  /** Stop: the turn runs here, or on another instance (then it stops at that instance's next lease renewal). */
+  async stopTurn(turnId: string, user: string): Promise<string | undefined> {
+    let outcome = this.running.stop(turnId, user);
+    const { adminUsers } = this.deps.config.access;
+    if (outcome === 'not_running') outcome = await this.scheduler.requestStop(turnId, user, (mention) => mention.user === user || adminUsers.includes(user));
     this.deps.logger.info('stop requested', { outcome });
     return stopReply(outcome);
   }

@@ -94,6 +94,11 @@ export class ThreadScheduler {
     );
   }
 
+  /** Stop pressed here for a turn another instance runs: recorded in that thread's journal (thread-lease.ts). */
+  requestStop(turnId: string, user: string, mayStop: (mention: Mention) => boolean): Promise<'stopped' | 'not_allowed' | 'not_running'> {
+    return this.leases.requestStop(turnId, user, mayStop);
+  }
+
   /** Resolves when this instance holds no lease any more (every turn it took has ended or was handed over). */
   async drain(): Promise<void> {
     while (this.loops.size > 0) await Promise.allSettled([...this.loops]);
@@ -169,6 +174,8 @@ export class ThreadScheduler {
     if (!lease.held) return;
     try {
       await lease.renew();
+      // Stop pressed on another instance reaches the holder through the journal, read back by the renewal.
+      if (lease.current?.stopRequestedBy !== undefined) this.running.get(path)?.abort();
     } catch (error) {
       if (!(error instanceof LeaseLostError)) {
         this.options.logger.warn('lease not renewed', { thread: path, error: describeError(error) });

@@ -21,6 +21,8 @@ export interface TurnJournal<Entry> {
   startedAtMs: number;
   /** The turn's status message, once a renewal has recorded it. */
   statusTs?: string;
+  /** Someone pressed Stop on an instance that does not run the turn: the holder stops it at its next renewal. */
+  stopRequestedBy?: string;
 }
 
 export interface LeaseRecord<Entry> {

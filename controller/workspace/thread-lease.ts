@@ -27,7 +27,9 @@ const recordSchema = z.object({
   holder: z.string().nullable(),
   leaseId: z.string().nullable(),
   expiresAtMs: z.number(),
-  turn: z.object({ id: z.string(), entry: z.unknown(), startedAtMs: z.number(), statusTs: z.string().optional() }).nullable(),
+  turn: z
+    .object({ id: z.string(), entry: z.unknown(), startedAtMs: z.number(), statusTs: z.string().optional(), stopRequestedBy: z.string().optional() })
+    .nullable(),
   inbox: z.array(z.unknown()),
   writeId: z.string(),
 });
@@ -85,6 +87,25 @@ export class ThreadLeases<Entry> {
       if (lease !== undefined) taken.push(lease);
     }
     return taken;
+  }
+
+  /**
+   * Stop pressed on an instance that does not run the turn: finds the turn among the leases and records the request
+   * in its journal; the holder stops it at its next renewal (within a third of the lease). `mayStop` is told who
+   * asked for the turn.
+   */
+  async requestStop(turnId: string, user: string, mayStop: (entry: Entry) => boolean): Promise<'stopped' | 'not_allowed' | 'not_running'> {
+    for (const { name } of await this.records.list(LEASES)) {
+      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        const current = await this.readRecord(name);
+        const turn = current?.value.turn;
+        if (current === undefined || turn === null || turn === undefined || turn.id !== turnId || !isLive(current.value, this.settings.now())) break;
+        if (!mayStop(turn.entry)) return 'not_allowed';
+        const requested = leaseWrite<Entry>({ ...current.value, turn: { ...turn, stopRequestedBy: user } });
+        if ((await this.records.replace(name, requested, current.version)) !== undefined) return 'stopped';
+      }
+    }
+    return 'not_running';
   }
 
   private async takeOver(thread: ThreadKey, current: { value: LeaseRecord<Entry>; version: string }, arriving: Entry[]): Promise<HeldLease<Entry> | undefined> {
