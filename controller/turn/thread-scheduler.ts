@@ -23,6 +23,12 @@ export interface TurnWork {
   recover(journal: TurnJournal<Mention>): Promise<void>;
 }
 
+interface Waiter {
+  resolve: () => void;
+  /** The lease the mention went to on this instance, once known. */
+  lease?: HeldLease<Mention>;
+}
+
 export interface SchedulerOptions {
   maxConcurrentTurns: number;
   leaseMs: number;
@@ -36,8 +42,8 @@ export class ThreadScheduler {
   private readonly loops = new Set<Promise<void>>();
   /** The turn running now in each thread this instance holds, to interrupt it. */
   private readonly running = new Map<string, AbortController>();
-  /** Callers waiting for a mention this instance will run: `<thread path> <mention ts>`. */
-  private readonly waiters = new Map<string, Array<() => void>>();
+  /** Callers waiting for a mention this instance will run (`<thread path> <mention ts>`), with the lease it went to. */
+  private readonly waiters = new Map<string, Waiter[]>();
   /** One submit at a time per thread on this instance, so a second one finds the lease the first took. */
   private readonly submitting = new Map<string, Promise<unknown>>();
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -105,16 +111,29 @@ export class ThreadScheduler {
   }
 
   private async place(path: string, mention: Mention): Promise<{ queued: boolean; done: Promise<void> }> {
-    const done = this.waitFor(path, mention);
-    const local = this.held.get(path);
-    if (local !== undefined && !this.closing && (await local.append(mention))) return { queued: true, done };
-    const placed = await this.leases.submit(mention.key, mention, { take: !this.closing });
-    if (placed.lease === undefined) {
-      this.settle(path, mention); // another instance runs it
-      return { queued: true, done };
+    // Registered before the mention reaches a lease: the holder's loop may run it before this call returns.
+    const waiter: Waiter = { resolve: () => {} };
+    const done = new Promise<void>((resolve) => (waiter.resolve = resolve));
+    const key = `${path} ${mention.ts}`;
+    this.waiters.set(key, [...(this.waiters.get(key) ?? []), waiter]);
+    try {
+      const local = this.held.get(path);
+      if (local !== undefined && !this.closing) {
+        waiter.lease = local;
+        if (await local.append(mention)) return { queued: true, done };
+      }
+      const placed = await this.leases.submit(mention.key, mention, { take: !this.closing });
+      if (placed.lease === undefined) {
+        this.release(key); // another instance runs it
+        return { queued: true, done };
+      }
+      waiter.lease = placed.lease;
+      this.hold(placed.lease);
+      return { queued: placed.queued, done };
+    } catch (error) {
+      this.release(key);
+      throw error;
     }
-    this.hold(placed.lease);
-    return { queued: placed.queued, done };
   }
 
   private hold(lease: HeldLease<Mention>): void {
@@ -124,7 +143,10 @@ export class ThreadScheduler {
       .catch((error: unknown) => this.options.logger.error('thread turns failed', { thread: path, error: describeError(error) }))
       .finally(() => {
         if (this.held.get(path) === lease) this.held.delete(path);
-        for (const key of [...this.waiters.keys()].filter((candidate) => candidate.startsWith(`${path} `))) this.release(key);
+        // Mentions given to this lease and not run here (it was lost or handed over) are another instance's now.
+        for (const [key, waiters] of this.waiters) {
+          if (waiters.some((waiter) => waiter.lease === lease)) this.release(key);
+        }
         this.loops.delete(loop);
       });
     this.loops.add(loop);
@@ -203,19 +225,12 @@ export class ThreadScheduler {
     }
   }
 
-  private waitFor(path: string, mention: Mention): Promise<void> {
-    return new Promise((resolve) => {
-      const key = `${path} ${mention.ts}`;
-      this.waiters.set(key, [...(this.waiters.get(key) ?? []), resolve]);
-    });
-  }
-
   private settle(path: string, mention: Mention): void {
     this.release(`${path} ${mention.ts}`);
   }
 
   private release(key: string): void {
-    for (const resolve of this.waiters.get(key) ?? []) resolve();
+    for (const waiter of this.waiters.get(key) ?? []) waiter.resolve();
     this.waiters.delete(key);
   }
 }
