@@ -111,11 +111,14 @@ async function rollForward(path: string, from: number): Promise<void> {
     if (isMissing(error)) return; // superseded meanwhile: someone published a newer version
     throw error;
   }
-  if ((await stat(temporary)).size === 0) {
-    await unlink(temporary).catch(() => {}); // an emptied claim: a newer version is out already
-    return;
+  try {
+    // An emptied claim: a newer version is out already.
+    if ((await stat(temporary)).size > 0) await rename(temporary, path);
+  } finally {
+    // rename(2) does nothing when both names are links of one file (the claimer published meanwhile): the
+    // temporary name would stay.
+    await unlink(temporary).catch(() => {});
   }
-  await rename(temporary, path);
 }
 
 /** The claim of the previous version becomes an empty marker; claims far behind go. */
