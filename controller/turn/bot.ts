@@ -23,7 +23,7 @@ import { RunningTurns, stopReply } from './running-turns.js';
 import { StatusEdits } from './status-edits.js';
 import { tellInterrupted } from './interrupted-turn.js';
 import { ThreadScheduler } from './thread-scheduler.js';
-import { failureText } from './turn-ending.js';
+import { failureText, TurnInterruption } from './turn-ending.js';
 
 export interface BotDependencies {
   config: Config;
@@ -122,7 +122,7 @@ export class Bot implements MentionHandler {
 
   /** Cuts every running turn short (shutdown): each ends telling its thread it was interrupted. */
   stopAll(): void {
-    this.scheduler.interruptAll();
+    this.running.stopAll(new TurnInterruption('shutdown'));
   }
 
   /** The turns still running when the process must exit: handed to the other instances, which tell their threads. */

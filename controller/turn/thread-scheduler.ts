@@ -86,11 +86,6 @@ export class ThreadScheduler {
     clearInterval(this.sweepTimer);
   }
 
-  /** Cuts the running turns short (shutdown): each ends saying it was interrupted. */
-  interruptAll(): void {
-    for (const controller of this.running.values()) controller.abort(new TurnInterruption('shutdown'));
-  }
-
   /** Last step of a shutdown: every lease still held goes to the other instances, a running turn kept in it. */
   async handOverAll(): Promise<void> {
     await Promise.all(
