@@ -263,8 +263,9 @@ describe('FakeGcs applies preconditions exactly as GCS does', () => {
   });
 
   test('a lost answer: the write was made, the client retries it and meets its own write with a 412', async () => {
-    // A client of its own: the library stops retrying on a client once it has saved without a precondition
-    // (docs/testing.md, Known defect), as the test above did.
+    // A client of its own: under its default RetryConditional the library stops retrying on a client once it has
+    // saved without a precondition, as the test above did (controller/gcp/gcp-clients.ts builds its client with
+    // RetryAlways for that reason).
     const client = new Storage({ apiEndpoint: gcs.url, projectId: 'test-project', retryOptions: { maxRetryDelay: 1 } });
     const file = client.bucket('preconditions').file('lost.json');
     gcs.loseResponses(1, (request) => request.query.name === 'lost.json');
