@@ -97,7 +97,10 @@ export interface InProcessBot {
   close: () => Promise<void>;
 }
 
-/** A Bot wired by createBot() like main.ts: env through loadConfig, real clients, a LocalWorkspaceStore in a temp dir (or `store`). */
+/**
+ * A Bot wired by createBot() like main.ts: env through loadConfig, real clients, a LocalWorkspaceStore in a temp
+ * dir (or the `store` given).
+ */
 export async function startInProcessBot(options: { sandbox: Sandbox; env?: Record<string, string>; store?: WorkspaceStore }): Promise<InProcessBot> {
   const slack = await new FakeSlack({ botToken: BOT_TOKEN, botUserId: BOT_USER, teamId: TEAM }).start();
   const ai = await new FakeOpenAI({ apiKey: OPENAI_KEY }).start();

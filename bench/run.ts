@@ -6,7 +6,7 @@
  *
  *   npm run bench                      full run (a few minutes on 2 cores)
  *   npm run bench -- --quick           smaller sizes, for a smoke run
- *   npm run bench -- --only=ack,steps  some figures (ack, steps, local, throughput, upload, history, sessions, jail, cloud)
+ *   npm run bench -- --only=ack,steps  some figures (ack, steps, local, throughput, upload, history, sessions, jail, cloud, store)
  *   npm run bench -- --out=FILE        write the results there instead of bench/results/latest.json
  *   npm run bench -- --save-baseline   also write them to bench/results/baseline.json
  */
@@ -23,11 +23,12 @@ import { localSessionsBenchmark } from './local-sessions.js';
 import { localStepBenchmark } from './local-step.js';
 import { formatTable, readPreviousRows, writeResults, type BenchResults, type FigureRow } from './report.js';
 import { stepOverheadBenchmark } from './step-overhead.js';
+import { storeCostBenchmark } from './store-cost.js';
 import { throughputBenchmark } from './throughput.js';
 import { uploadMemoryBenchmark } from './upload-memory.js';
 
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
-const FIGURE_NAMES = ['upload', 'history', 'steps', 'local', 'ack', 'throughput', 'sessions', 'jail', 'cloud'] as const;
+const FIGURE_NAMES = ['upload', 'history', 'steps', 'store', 'local', 'ack', 'throughput', 'sessions', 'jail', 'cloud'] as const;
 type FigureName = (typeof FIGURE_NAMES)[number];
 
 interface Arguments {
@@ -55,6 +56,7 @@ function plan(quick: boolean) {
   return {
     ack: quick ? { rounds: 1, inFlight: 8 } : { rounds: 8, inFlight: 50 },
     steps: quick ? { steps: 10, repetitions: 1 } : { steps: 50, repetitions: 7 },
+    store: quick ? { turns: 4 } : { turns: 40 },
     local: quick ? { repetitions: 2, files: 200 } : { repetitions: 11, files: 1000 },
     throughput: quick ? { threads: 8, stepsPerTurn: 3, concurrency: [8] } : { threads: 100, stepsPerTurn: 3, concurrency: [8, 16] },
     upload: { fileMb: quick ? 20 : 500 },
@@ -111,6 +113,7 @@ async function main(): Promise<void> {
     },
     history: () => historyGrowthBenchmark(sizes.history),
     steps: () => stepOverheadBenchmark(sizes.steps),
+    store: () => storeCostBenchmark(sizes.store),
     local: () => localStepBenchmark(sizes.local),
     ack: () => ackLatencyBenchmark(sizes.ack),
     throughput: () => throughputBenchmark(sizes.throughput, dataDir),

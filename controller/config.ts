@@ -121,6 +121,10 @@ const envSchema = z.object({
 
   /** Minimum time between two edits of a turn's status message (Slack allows about one edit a second). */
   STATUS_INTERVAL_MS: integer(2000, 0, 60_000),
+  /** A thread's lease lasts this long without a renewal (renewed every third of it): how soon a dead instance's turn is told. */
+  TURN_LEASE_SEC: integer(20, 2, 600),
+  /** How often each instance looks for leases whose holder went away. */
+  TURN_SWEEP_SEC: integer(5, 1, 600),
 
   LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(['DEBUG', 'INFO', 'WARNING', 'ERROR']).default('INFO')),
 });
@@ -179,6 +183,8 @@ export interface Config {
   replyWithoutMention: boolean;
   retentionDays?: number;
   statusIntervalMs: number;
+  /** Several instances on one store (issue 15): the thread lease's duration and the sweep's interval. */
+  coordination: { leaseMs: number; sweepMs: number };
   logLevel: Env['LOG_LEVEL'];
   /** Deprecated values that were accepted, one sentence each, for the start-up log. */
   notices: string[];
@@ -363,6 +369,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     replyWithoutMention: e.REPLY_WITHOUT_MENTION,
     retentionDays: e.RETENTION_DAYS,
     statusIntervalMs: e.STATUS_INTERVAL_MS,
+    coordination: { leaseMs: e.TURN_LEASE_SEC * 1000, sweepMs: e.TURN_SWEEP_SEC * 1000 },
     logLevel: e.LOG_LEVEL,
     notices: deprecationNotices(e),
   };

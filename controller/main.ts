@@ -50,6 +50,8 @@ async function main(): Promise<void> {
 
   await slack.start();
   health.ready = true;
+  // Turns that instances which went away left unfinished are looked for now, then periodically.
+  bot.start();
   logger.info('bot started', {
     mode: config.slack.appToken === undefined ? 'http' : 'socket',
     port: config.slack.port,
@@ -125,7 +127,11 @@ async function createBackends(config: Config, logger: Logger): Promise<Backends>
   return createCheckedGcpBackends(config, logger);
 }
 
-/** SIGTERM/SIGINT: let running turns finish for a while (Cloud Run allows 10 s after SIGTERM), then stop them cleanly. */
+/**
+ * SIGTERM/SIGINT: take no new turn; let running turns finish for a while (Cloud Run allows 10 s after SIGTERM),
+ * then cut them short (each tells its thread it was interrupted); whatever is still running or waiting then is
+ * handed over to the other instances through the store, never dropped.
+ */
 function shutdownOnce(parts: { bot: Bot; health: HealthState; logger: Logger; stop: () => Promise<void>; sandbox: Sandbox }) {
   let stopping = false;
   return async (signal: string) => {
@@ -133,9 +139,11 @@ function shutdownOnce(parts: { bot: Bot; health: HealthState; logger: Logger; st
     stopping = true;
     parts.logger.info('shutting down', { signal });
     parts.health.ready = false;
+    parts.bot.close();
     const deadline = setTimeout(() => parts.bot.stopAll(), 8_000);
     await Promise.race([parts.bot.drain(), new Promise((resolve) => setTimeout(resolve, 9_000))]);
     clearTimeout(deadline);
+    await parts.bot.handOver().catch(() => {});
     await parts.stop().catch(() => {});
     await parts.sandbox.close();
     process.exit(0);

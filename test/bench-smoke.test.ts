@@ -26,9 +26,9 @@ test('the benchmark runs in --quick mode and produces every figure', { timeout: 
     const results = JSON.parse(await readFile(out, 'utf8')) as BenchResults;
     expect(results.quick).toBe(true);
     const figures = new Set(results.rows.map((row) => row.figure.split(' ')[0]));
-    expect([...figures].sort(), output).toStrictEqual(['1', '13', '14', '2', '3', '4', '5']);
+    expect([...figures].sort(), output).toStrictEqual(['1', '13', '14', '2', '3', '4', '5', '6']);
     const keys = results.rows.map((row) => row.key);
-    for (const key of ['ack.p50', 'ack.p99', 'steps.overheadPerStep.2000', 'steps.slackCallsPerStep', 'local.printPlain', 'throughput.turnsPerSecond.8', 'throughput.peakRss.8', 'upload.rssGrowth', 'history.save.1000', 'history.requestTokens', 'sessions.warm', 'sessions.cold', 'sessions.sandboxRss', 'jail.coldAdded', 'jail.warmStep', 'cloudSessions.turn', 'cloudSessions.firstStep', 'cloudSessions.warmStep']) {
+    for (const key of ['ack.p50', 'ack.p99', 'steps.overheadPerStep.2000', 'steps.slackCallsPerStep', 'local.printPlain', 'throughput.turnsPerSecond.8', 'throughput.peakRss.8', 'upload.rssGrowth', 'history.save.1000', 'history.requestTokens', 'sessions.warm', 'sessions.cold', 'sessions.sandboxRss', 'jail.coldAdded', 'jail.warmStep', 'cloudSessions.turn', 'cloudSessions.firstStep', 'cloudSessions.warmStep', 'store.requests', 'store.extra']) {
       expect(keys, `row ${key} missing:\n${output}`).toContain(key);
     }
     for (const row of results.rows) {

@@ -119,13 +119,13 @@ describe('Stop through the Bot', () => {
     const turnId = stopButtonValue(thread.messages[0])!;
     expect(turnId).toBeTruthy();
 
-    expect(harness.bot.stopTurn(turnId, 'U2')).toBe('Only the person who asked, or an admin, can stop this turn.');
-    expect(harness.bot.stopTurn(turnId, 'U1')).toBe(undefined);
+    expect(await harness.bot.stopTurn(turnId, 'U2')).toBe('Only the person who asked, or an admin, can stop this turn.');
+    expect(await harness.bot.stopTurn(turnId, 'U1')).toBe(undefined);
     await handled;
     expect(thread.texts).toContain(':octagonal_sign: Stopped after 1 step. Mention me again to continue.');
     expect(thread.messages[0]!.text).toMatch(/^:octagonal_sign: Stopped · 1 step · /);
     expect(stopButtonValue(thread.messages[0]), 'the button is gone').toBe(undefined);
-    expect(harness.bot.stopTurn(turnId, 'U1')).toBe('This turn has already finished.');
+    expect(await harness.bot.stopTurn(turnId, 'U1')).toBe('This turn has already finished.');
     const history = await loadHistory(harness.store.open(mention.key));
     expect(history.at(-1)).toStrictEqual({ role: 'assistant', content: '(The user <@U1> or an admin stopped this turn.)' });
     expect(history.find((message) => message.role === 'tool')?.content).toBe('The user stopped this step before it finished.');
@@ -159,10 +159,12 @@ describe('the one catch-all', () => {
         throw new Error('disk gone');
       },
       removeOlderThan: async () => ({ removedThreads: [] }),
+      records: harness.store.records,
     };
     const bot = new Bot({ config: harness.config, threads: harness.slack.factory, model: harness.model, store: failingStore, sandbox: harness.sandbox, systemPrompt: '', logger: harness.logger });
     const mention = harness.mention('download');
     await bot.handleMention(mention);
+    await bot.drain();
     expect(harness.slack.thread('C1', mention.key.threadTs).texts).toStrictEqual([':warning: Something went wrong on my side and this message was not handled. Please try again.']);
     expect(harness.logs.filter((line) => line.severity === 'ERROR').map((line) => line.message)).toStrictEqual(['turn failed']);
   });

@@ -43,6 +43,15 @@ test('isolation and network fail closed; their old values are read with a notice
   expect(errorFor({ ...minimal, SANDBOX_ISOLATION: 'maybe' })).toMatch(/SANDBOX_ISOLATION is invalid: must be required or off/);
 });
 
+test('the thread lease and the sweep: defaults that tell a dead instance\'s thread within 30 s, bounds named', () => {
+  const { coordination } = loadConfig(minimal);
+  expect(coordination).toStrictEqual({ leaseMs: 20_000, sweepMs: 5000 });
+  expect(coordination.leaseMs + coordination.sweepMs).toBeLessThan(30_000);
+  expect(loadConfig({ ...minimal, TURN_LEASE_SEC: '4', TURN_SWEEP_SEC: '1' }).coordination).toStrictEqual({ leaseMs: 4000, sweepMs: 1000 });
+  expect(errorFor({ ...minimal, TURN_LEASE_SEC: '1' })).toMatch(/TURN_LEASE_SEC is invalid/);
+  expect(errorFor({ ...minimal, TURN_SWEEP_SEC: 'often' })).toMatch(/TURN_SWEEP_SEC is invalid/);
+});
+
 test('each missing or wrong variable is named in one clear message', () => {
   expect(errorFor({ ...minimal, SLACK_BOT_TOKEN: '' })).toMatch(/SLACK_BOT_TOKEN is required/);
   expect(errorFor({ SLACK_BOT_TOKEN: 'xoxb-1', SLACK_SIGNING_SECRET: 's' })).toMatch(/OPENAI_API_KEY is required/);

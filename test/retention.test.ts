@@ -117,6 +117,23 @@ describe('retention command, local storage', () => {
     expect(existsSync(join(dataDir, 'threads', OLD_PATH))).toBe(false);
   });
 
+  it('de-duplication records expire after a day, whatever --days says; a dry run only counts them', async () => {
+    await store.records.create('events/EvOLD', { writeId: 'old' });
+    await store.records.create('messages/T1/C1/1600000000.000100', { writeId: 'old message' });
+    await store.records.create('events/EvNEW', { writeId: 'new' });
+    const twoDaysAgo = new Date(Date.now() - 2 * DAY_MS);
+    await utimes(join(dataDir, 'coordination', 'events', 'EvOLD.json'), twoDaysAgo, twoDaysAgo);
+    await utimes(join(dataDir, 'coordination', 'messages', 'T1', 'C1', '1600000000.000100.json'), twoDaysAgo, twoDaysAgo);
+    const dry = await runCli(['--days', '60', '--dry-run'], { DATA_DIR: dataDir });
+    expect(jsonLines(dry.stdout).at(-1)!.wouldExpireRecords).toBe(2);
+    expect((await store.records.list('events/')).map((record) => record.name)).toStrictEqual(['events/EvNEW', 'events/EvOLD']);
+    const result = await runCli(['--days', '60'], { DATA_DIR: dataDir });
+    expect(result.code, result.stderr).toBe(0);
+    expect(jsonLines(result.stdout).at(-1)).toMatchObject({ action: 'summary', removed: 0, expiredRecords: 2 });
+    expect((await store.records.list('events/')).map((record) => record.name)).toStrictEqual(['events/EvNEW']);
+    expect(await store.records.list('messages/')).toStrictEqual([]);
+  });
+
   it('a dry run lists the old thread and removes nothing', async () => {
     const result = await runCli(['--days', '7', '--dry-run'], { DATA_DIR: dataDir });
     expect(result.code, result.stderr).toBe(0);
@@ -172,6 +189,18 @@ describe('retention command, GCS storage (fake GCS on 127.0.0.1)', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(jsonLines(result.stdout)[0]).toStrictEqual({ action: 'removed', thread: OLD_PATH });
     expect(threadsIn()).toStrictEqual([FRESH_PATH]);
+  });
+
+  it('de-duplication records older than a day go; a lease record goes with the threads of its age', async () => {
+    await store.records.create('events/EvOLD', { writeId: 'old' });
+    await store.records.create('events/EvNEW', { writeId: 'new' });
+    await store.records.create(`leases/${OLD_PATH}`, { writeId: 'left behind' });
+    fake.bucket(BUCKET).get('coordination/events/EvOLD.json')!.updated = new Date(Date.now() - 2 * DAY_MS);
+    fake.bucket(BUCKET).get(`coordination/leases/${OLD_PATH}.json`)!.updated = new Date(Date.now() - 30 * DAY_MS);
+    const result = await runCli(['--days', '7'], env);
+    expect(result.code, result.stderr).toBe(0);
+    expect(jsonLines(result.stdout).at(-1)).toMatchObject({ action: 'summary', removed: 1, expiredRecords: 2 });
+    expect(fake.names(BUCKET, 'coordination/')).toStrictEqual(['coordination/events/EvNEW.json']);
   });
 
   it('a dry run removes nothing', async () => {

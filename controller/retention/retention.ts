@@ -1,9 +1,12 @@
 import { AppError } from '../errors.js';
+import { DELIVERY_PREFIXES, DELIVERY_RECORD_TTL_MS } from '../workspace/deliveries.js';
+import type { RecordStore } from '../workspace/records.js';
 import type { WorkspaceStore } from '../workspace/workspace.js';
 
 /**
  * Retention (issue 7): remove the workspaces and histories of threads that have not changed for N
- * days. The command-line wrapper is retention-cli.ts; this file holds what can be tested without a
+ * days, and the coordination records that have expired (issue 15): de-duplication records after a day (Slack
+ * retries for minutes), a thread's lease record left behind after N days. The command-line wrapper is retention-cli.ts; this file holds what can be tested without a
  * process: argument parsing and the run itself, against any WorkspaceStore.
  */
 
@@ -14,6 +17,7 @@ export const RETENTION_USAGE = [
   '  Removes the files and history of every thread not changed for N days.',
   '  --days N    age in days (default: RETENTION_DAYS)',
   '  --dry-run   list what would be removed, remove nothing',
+  '  De-duplication records of Slack deliveries older than a day are removed on every run.',
   '  Storage comes from STORAGE_BACKEND, DATA_DIR or GCS_BUCKET, as for the bot.',
 ].join('\n');
 
@@ -62,6 +66,8 @@ export interface RetentionReport {
   dryRun: boolean;
   cutoffMs: number;
   threads: string[];
+  /** Coordination records removed (or, in a dry run, that would be). */
+  records: number;
 }
 
 export async function runRetention(
@@ -70,7 +76,15 @@ export async function runRetention(
 ): Promise<RetentionReport> {
   const cutoffMs = options.nowMs - options.days * DAY_MS;
   const { removedThreads } = await store.removeOlderThan(cutoffMs, { dryRun: options.dryRun });
-  return { days: options.days, dryRun: options.dryRun, cutoffMs, threads: removedThreads };
+  const expiries: Array<[string, number]> = [...DELIVERY_PREFIXES.map((prefix): [string, number] => [prefix, options.nowMs - DELIVERY_RECORD_TTL_MS]), ['leases/', cutoffMs]];
+  let records = 0;
+  for (const [prefix, olderThanMs] of expiries) records += await expireRecords(store.records, prefix, olderThanMs, options.dryRun);
+  return { days: options.days, dryRun: options.dryRun, cutoffMs, threads: removedThreads, records };
+}
+
+async function expireRecords(records: RecordStore, prefix: string, olderThanMs: number, dryRun: boolean): Promise<number> {
+  if (!dryRun) return records.removeOlderThan(prefix, olderThanMs);
+  return (await records.list(prefix)).filter((record) => record.updatedMs < olderThanMs).length;
 }
 
 /** One JSON line per thread, then a summary line: easy to read, easy to feed to `jq`. */
@@ -84,6 +98,7 @@ export function formatRetentionReport(report: RetentionReport): string[] {
       days: report.days,
       cutoff: new Date(report.cutoffMs).toISOString(),
       [report.dryRun ? 'wouldRemove' : 'removed']: report.threads.length,
+      [report.dryRun ? 'wouldExpireRecords' : 'expiredRecords']: report.records,
     }),
   ];
 }

@@ -9,6 +9,7 @@ import { STOP_ACTION_ID } from './status-message.js';
  * Transport only (Bolt's own rule): Slack events become Mentions for the handler (the Bot, turn/bot.ts), and
  * Stop clicks become handler.stopTurn(). Bolt acknowledges each event before any listener work; the
  * listener starts the turn and returns at once. What a mention leads to is decided by the handler.
+ * Every event that reaches a listener gets one debug line, `event routed`: accepted, or ignored with the reason.
  */
 
 /** What the listeners hand Slack's events to (the Bot). */
@@ -16,7 +17,7 @@ export interface MentionHandler {
   /** Handles one mention; tells the thread about any failure itself and never rejects. */
   handleMention(mention: Mention): Promise<void>;
   /** A Stop click by `user`: undefined when the turn was stopped, else a sentence for the clicker. */
-  stopTurn(turnId: string, user: string): string | undefined;
+  stopTurn(turnId: string, user: string): Promise<string | undefined>;
   /** True when the bot already has a conversation in this thread (replies without a mention continue it). */
   knowsThread(key: ThreadKey): Promise<boolean>;
 }
@@ -47,34 +48,37 @@ export function registerListeners(app: App, handler: MentionHandler, options: { 
 
   // Bolt has written the 200 already; starting the turn on the next turn of the event loop lets that
   // response (and other requests' acks) go out before any of the turn's work runs.
-  const start = (mention: Mention) => setImmediate(() => void handler.handleMention(mention));
+  const route = (outcome: Mention | Ignored, body: EventContext['body']) => {
+    if ('ignored' in outcome) {
+      logger.debug('event routed', { outcome: 'ignored', reason: outcome.ignored, eventId: body.event_id });
+      return;
+    }
+    logger.debug('event routed', { outcome: 'accepted', eventId: body.event_id, ts: outcome.ts });
+    setImmediate(() => void handler.handleMention(outcome));
+  };
 
   app.event('app_mention', async ({ event, body, context }) => {
-    const mention = accept(event as unknown as MessageLikeEvent, { body, botUserId: context.botUserId, teamId: context.teamId });
-    if (mention !== undefined) start(mention);
+    route(accept(event as unknown as MessageLikeEvent, { body, botUserId: context.botUserId, teamId: context.teamId }), body);
   });
 
   app.event('message', async ({ event, body, context }) => {
     const message = event as unknown as MessageLikeEvent;
     const eventContext = { body, botUserId: context.botUserId, teamId: context.teamId };
     // In a direct message everything is addressed to the bot: no mention needed.
-    if (message.channel_type === 'im') {
-      const mention = accept(message, eventContext);
-      if (mention !== undefined) start(mention);
-      return;
-    }
+    if (message.channel_type === 'im') return route(accept(message, eventContext), body);
     // Replies in a thread the bot is already in continue the conversation without a mention (setting).
-    if (!options.replyWithoutMention) return;
-    if (message.thread_ts === undefined || message.thread_ts === message.ts) return;
-    if (context.botUserId !== undefined && (message.text ?? '').includes(`<@${context.botUserId}`)) return; // app_mention handles it
+    if (!options.replyWithoutMention) return route({ ignored: 'not addressed to the bot' }, body);
+    if (message.thread_ts === undefined || message.thread_ts === message.ts) return route({ ignored: 'not a reply in a thread' }, body);
+    if (context.botUserId !== undefined && (message.text ?? '').includes(`<@${context.botUserId}`)) return route({ ignored: 'a mention: app_mention handles it' }, body);
     const mention = accept(message, eventContext, false);
-    if (mention !== undefined && (await handler.knowsThread(mention.key))) start(mention);
+    if ('ignored' in mention || (await handler.knowsThread(mention.key))) return route(mention, body);
+    route({ ignored: 'a thread the bot is not in' }, body);
   });
 
   app.action(STOP_ACTION_ID, async ({ ack, body, action, client }) => {
     await ack();
     const turnId = 'value' in action && typeof action.value === 'string' ? action.value : '';
-    const reply = handler.stopTurn(turnId, body.user.id);
+    const reply = await handler.stopTurn(turnId, body.user.id);
     const channel = body.channel?.id;
     if (reply === undefined || channel === undefined) return;
     const thread = 'message' in body ? (body.message?.thread_ts as string | undefined) : undefined;
@@ -86,16 +90,25 @@ export function registerListeners(app: App, handler: MentionHandler, options: { 
   });
 }
 
-/** Turns a message event into a Mention, or undefined when it must start nothing (bots, edits, duplicates). */
-function mentionFilter(): (event: MessageLikeEvent, context: EventContext, explicit?: boolean) => Mention | undefined {
+/** Why an event starts nothing. */
+interface Ignored {
+  ignored: string;
+}
+
+/**
+ * Turns a message event into a Mention, or the reason it must start nothing (bots, edits, duplicates). The
+ * de-duplication here is this process's memory, in front of the store's (workspace/deliveries.ts, done by the
+ * handler): a redelivery this instance has seen costs no store round trip.
+ */
+function mentionFilter(): (event: MessageLikeEvent, context: EventContext, explicit?: boolean) => Mention | Ignored {
   const recent = new RecentKeys();
   return (event, { body, botUserId, teamId }, explicit = true) => {
     // Messages from bots (ourselves included) never start anything.
-    if (event.bot_id !== undefined || event.user === undefined || event.user === botUserId) return undefined;
-    if (event.subtype !== undefined && event.subtype !== 'file_share' && event.subtype !== 'thread_broadcast') return undefined;
+    if (event.bot_id !== undefined || event.user === undefined || event.user === botUserId) return { ignored: 'from a bot' };
+    if (event.subtype !== undefined && event.subtype !== 'file_share' && event.subtype !== 'thread_broadcast') return { ignored: `subtype ${event.subtype}` };
     // One message can arrive as app_mention and as message, and a delivery can be retried.
-    if (body.event_id !== undefined && !recent.firstTime(`event:${body.event_id}`)) return undefined;
-    if (!recent.firstTime(`message:${event.channel}:${event.ts}`)) return undefined;
+    if (body.event_id !== undefined && !recent.firstTime(`event:${body.event_id}`)) return { ignored: 'event_id seen' };
+    if (!recent.firstTime(`message:${event.channel}:${event.ts}`)) return { ignored: 'message seen' };
     return {
       key: { team: body.team_id ?? event.team ?? teamId ?? 'T0', channel: event.channel, threadTs: event.thread_ts ?? event.ts },
       user: event.user,
@@ -103,6 +116,7 @@ function mentionFilter(): (event: MessageLikeEvent, context: EventContext, expli
       ts: event.ts,
       files: event.files ?? [],
       explicit,
+      ...(body.event_id === undefined ? {} : { eventId: body.event_id }),
     };
   };
 }

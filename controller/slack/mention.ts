@@ -11,6 +11,8 @@ export interface Mention {
   files: SlackFileRef[];
   /** False for a thread reply without a mention (REPLY_WITHOUT_MENTION): such replies never get a refusal line. */
   explicit?: boolean;
+  /** The Events API event_id that carried it: the key of its de-duplication across instances. */
+  eventId?: string;
 }
 
 /** The parts of a Slack file object that we use. */

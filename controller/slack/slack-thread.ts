@@ -29,6 +29,15 @@ export interface SlackThread {
   messageFiles(messageTs: string): Promise<SlackFileRef[]>;
   /** files.info: a file's details (the download URL) when an event left them out. */
   fileInfo(fileId: string): Promise<SlackFileRef | undefined>;
+  /** The thread's messages after `ts`, oldest first, at most `limit` (conversations.replies): to find one of the bot's. */
+  messagesAfter(ts: string, limit: number): Promise<PostedMessage[]>;
+}
+
+/** A message of the thread as conversations.replies gives it back. */
+export interface PostedMessage {
+  ts: string;
+  text?: string;
+  blocks?: KnownBlock[];
 }
 
 export interface ThreadMessage {
@@ -109,4 +118,17 @@ export class WebSlackThread implements SlackThread {
     const answer = await this.client.files.info({ file: fileId });
     return answer.file as SlackFileRef | undefined;
   }
+
+  async messagesAfter(ts: string, limit: number): Promise<PostedMessage[]> {
+    // The first page starts with the thread's parent whatever the window: keep only what comes after `ts`.
+    const answer = await this.client.conversations.replies({ channel: this.channel, ts: this.threadTs, oldest: ts, limit });
+    return ((answer.messages ?? []) as PostedMessage[]).filter((message) => compareTs(message.ts, ts) > 0);
+  }
+}
+
+/** Slack timestamps compared exactly (seconds, then microseconds; as numbers they would lose digits). */
+function compareTs(left: string, right: string): number {
+  const [leftSeconds = '', leftMicros = ''] = left.split('.');
+  const [rightSeconds = '', rightMicros = ''] = right.split('.');
+  return Number(leftSeconds) - Number(rightSeconds) || Number(leftMicros.padEnd(6, '0')) - Number(rightMicros.padEnd(6, '0'));
 }

@@ -3,7 +3,7 @@ import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { StepResult } from '../sandbox/sandbox.js';
 import { formatDuration } from '../text.js';
-import type { SlackThread } from './slack-thread.js';
+import type { SlackThread, ThreadMessage } from './slack-thread.js';
 import { renderSteps, type StepView } from './status-render.js';
 
 export const STOP_ACTION_ID = 'stop_turn';
@@ -32,10 +32,12 @@ export class StatusMessage {
     private readonly logger: Logger,
   ) {}
 
-  async start(): Promise<void> {
+  /** Posts the status message; resolves with its ts. */
+  async start(): Promise<string | undefined> {
     this.ts = await this.thread.post({ text: ':hourglass_flowing_sand: Working on it…', blocks: this.blocks() });
     this.lastEditAt = Date.now();
     await this.setAssistantStatus('is working…');
+    return this.ts;
   }
 
   thinking(): void {
@@ -142,4 +144,17 @@ export class StatusMessage {
       this.assistantStatus = false; // not supported here: the edited status message is the indicator
     }
   }
+}
+
+/** A status message's last state when its turn ended without the bot that ran it: a headline, no Stop button. */
+export function finishedStatus(headline: string): ThreadMessage {
+  return { text: headline, blocks: [{ type: 'section', text: { type: 'mrkdwn', text: headline } }] };
+}
+
+/** The ts of the status message whose Stop button carries `turnId`, among the thread's messages after `afterTs`. */
+export async function findStatusMessage(thread: SlackThread, turnId: string, afterTs: string): Promise<string | undefined> {
+  const messages = await thread.messagesAfter(afterTs, 200);
+  const isStopOfTurn = (block: KnownBlock) =>
+    block.type === 'actions' && block.elements.some((element) => element.type === 'button' && element.action_id === STOP_ACTION_ID && element.value === turnId);
+  return messages.find((message) => (message.blocks ?? []).some(isStopOfTurn))?.ts;
 }

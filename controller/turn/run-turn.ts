@@ -42,6 +42,8 @@ export interface TurnContext {
   /** Aborted by Stop or at shutdown. */
   signal: AbortSignal;
   log: Logger;
+  /** Told the status message's ts once it is posted (the thread's turn journal records it). */
+  onStatusPosted?: (ts: string) => void;
 }
 
 /** What a turn has done so far, so a failure knows what is left to save. */
@@ -57,7 +59,8 @@ export async function runTurn(deps: TurnDependencies, turn: TurnContext): Promis
   try {
     // The session first: a backend may start warming up while the status message is posted.
     session = deps.sandbox.session(turn.workspace);
-    await status.start();
+    const statusTs = await status.start();
+    if (statusTs !== undefined) turn.onStatusPosted?.(statusTs);
     await answer(deps, turn, { session, status, progress });
   } catch (error) {
     if (!progress.historySaved) {
@@ -130,7 +133,7 @@ async function finishTurn(
   const { config } = deps;
   const { outcome, usage, files } = done;
   const { log, thread } = turn;
-  const ending = describeEnding(outcome, config, turn.mention.user, usage.used);
+  const ending = describeEnding(outcome, config, turn.mention.user, usage.used, turn.signal);
   log.info('turn finished', { stopReason: outcome.stopReason, steps: outcome.steps, tokens: outcome.usage.totalTokens, sandboxMs: outcome.usage.sandboxMs });
   if (outcome.error !== undefined) log.error('turn ended by an error', { error: describeError(outcome.error) });
 

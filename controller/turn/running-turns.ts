@@ -20,8 +20,8 @@ export class RunningTurns {
 
   constructor(private readonly adminUsers: readonly string[]) {}
 
-  start(user: string): RunningTurn {
-    const id = randomUUID();
+  /** `id`: the turn's id in the thread's journal, when it has one (the Stop button carries it). */
+  start(user: string, id: string = randomUUID()): RunningTurn {
     const controller = new AbortController();
     this.turns.set(id, { controller, user });
     return { id, signal: controller.signal, finish: () => this.turns.delete(id) };
@@ -35,9 +35,9 @@ export class RunningTurns {
     return 'stopped';
   }
 
-  /** Stops every running turn (shutdown). */
-  stopAll(): void {
-    for (const turn of this.turns.values()) turn.controller.abort();
+  /** Stops every running turn (shutdown); `reason` becomes each signal's abort reason. */
+  stopAll(reason?: unknown): void {
+    for (const turn of this.turns.values()) turn.controller.abort(reason);
   }
 }
 

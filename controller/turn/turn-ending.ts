@@ -21,7 +21,14 @@ export interface Ending {
   historyNote: string;
 }
 
-export function describeEnding(outcome: TurnOutcome, config: Config, user: string, used: Usage): Ending {
+/**
+ * `signal`: the turn's; when the bot itself cut the turn short (a shutdown that could not wait for it), the
+ * ending says the request was interrupted rather than stopped by someone.
+ */
+export function describeEnding(outcome: TurnOutcome, config: Config, user: string, used: Usage, signal?: AbortSignal): Ending {
+  if (outcome.stopReason === 'cancelled' && signal?.reason instanceof TurnInterruption) {
+    return { icon: ':warning:', headline: 'Interrupted', message: INTERRUPTED_TURN.message, historyNote: INTERRUPTED_TURN.historyNote };
+  }
   switch (outcome.stopReason) {
     case 'answered':
       return { icon: ':white_check_mark:', headline: 'Done', historyNote: '' };
@@ -89,6 +96,24 @@ export class TurnFailedError extends AppError {
     });
   }
 }
+
+/**
+ * The abort reason of a turn the bot cut short itself: the instance shuts down, or another instance took the
+ * thread's lease over (this one stalled past its expiry). Stop by a person aborts without a reason.
+ */
+export class TurnInterruption extends Error {
+  constructor(readonly why: 'shutdown' | 'lease_lost') {
+    super(`turn interrupted: ${why}`);
+    this.name = 'TurnInterruption';
+  }
+}
+
+/** A turn that did not finish because the bot went away (a restart, a crash): told by whoever finds it. */
+export const INTERRUPTED_TURN = {
+  headline: ':warning: Interrupted',
+  message: ':warning: I was interrupted (the bot restarted) before I finished this request. Mention me again to run it.',
+  historyNote: 'This request was interrupted before it finished: the bot restarted. The user may ask again.',
+};
 
 export const FAILED_TURN = { headline: ':warning: Failed', historyNote: 'This turn failed on the bot side before it finished.' };
 

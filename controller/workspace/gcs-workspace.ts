@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Bucket, File, FileMetadata, Storage } from '@google-cloud/storage';
 import type { Logger } from '../logger.js';
+import { GcsRecordStore } from './gcs-records.js';
 import { threadPath, type ThreadKey } from './thread-key.js';
 import {
   FileNotFoundError,
@@ -46,11 +47,13 @@ export interface GcsWorkspaceStoreOptions {
 }
 
 export class GcsWorkspaceStore implements WorkspaceStore {
+  readonly records: GcsRecordStore;
   private readonly bucket: Bucket;
   private readonly chunkBytes: number;
 
   constructor(private readonly options: GcsWorkspaceStoreOptions) {
     this.bucket = options.storage.bucket(options.bucket);
+    this.records = new GcsRecordStore(this.bucket);
     this.chunkBytes = options.uploadChunkBytes ?? DEFAULT_UPLOAD_CHUNK_BYTES;
     if (this.chunkBytes <= 0 || this.chunkBytes % (256 * 1024) !== 0) {
       throw new RangeError('uploadChunkBytes must be a positive multiple of 256 KiB');

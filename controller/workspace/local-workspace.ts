@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { constants, createWriteStream } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, realpath, rename, rm, stat, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, realpath, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -19,6 +19,8 @@ import {
   type WorkspaceLocation,
   type WorkspaceStore,
 } from './workspace.js';
+import { LocalRecordStore } from './local-records.js';
+import { isMissing, readHead, readVersioned, writeVersioned } from './versioned-file.js';
 
 /**
  * The embedded default store: `<DATA_DIR>/workspaces/<thread>/` holds the files the code sees;
@@ -28,9 +30,11 @@ import {
  */
 export class LocalWorkspaceStore implements WorkspaceStore {
   readonly dataDir: string;
+  readonly records: LocalRecordStore;
 
   constructor(dataDir: string) {
     this.dataDir = resolve(dataDir);
+    this.records = new LocalRecordStore(this.dataDir);
   }
 
   open(key: ThreadKey): Workspace {
@@ -155,60 +159,21 @@ export class LocalWorkspace implements Workspace {
   }
 
   async readState<T>(name: string): Promise<Versioned<T> | undefined> {
-    try {
-      const parsed = JSON.parse(await readFile(this.statePath(name), 'utf8')) as { version: number; value: T };
-      return { value: parsed.value, version: String(parsed.version) };
-    } catch (error) {
-      if (isMissing(error)) return undefined;
-      throw error;
-    }
+    const record = await readVersioned<T>(this.statePath(name));
+    return record === undefined ? undefined : { value: record.value, version: String(record.version) };
   }
 
+  /** Compare-and-swap that holds across processes sharing DATA_DIR (versioned-file.ts). */
   async writeState(name: string, value: unknown, expectedVersion: string | null): Promise<string> {
-    const currentVersion = await this.stateVersion(name);
-    if (currentVersion !== expectedVersion) {
-      throw new StateConflictError(
-        `state ${name} of ${threadPath(this.key)} changed (expected ${expectedVersion}, found ${currentVersion})`,
-      );
-    }
-    const version = Number(currentVersion ?? '0') + 1;
     const target = this.statePath(name);
-    // Readable by the controller only (issue 14): folders 0700, files 0600, whatever the umask.
+    // Readable by the controller only (issue 14): folders 0700, files 0600 (versioned-file.ts), whatever the umask.
     await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
-    const temporary = `${target}.${randomUUID()}.tmp`;
-    // Write, fsync, rename: after a crash a reader sees the old file or the new one, never half.
-    const handle = await open(temporary, 'w', 0o600);
-    try {
-      await handle.writeFile(JSON.stringify({ version, value }));
-      await handle.sync();
-    } finally {
-      await handle.close();
+    const version = await writeVersioned(target, value, expectedVersion === null ? 'absent' : Number(expectedVersion));
+    if (version === undefined) {
+      const found = (await readHead(target))?.version ?? null;
+      throw new StateConflictError(`state ${name} of ${threadPath(this.key)} changed (expected ${expectedVersion}, found ${found})`);
     }
-    await rename(temporary, target);
     return String(version);
-  }
-
-  /**
-   * The stored version only: state files start with `{"version":N,` (writeState writes them so), so
-   * a conditional write need not parse a long history just to compare versions.
-   */
-  private async stateVersion(name: string): Promise<string | null> {
-    let handle;
-    try {
-      handle = await open(this.statePath(name), 'r');
-    } catch (error) {
-      if (isMissing(error)) return null;
-      throw error;
-    }
-    try {
-      const head = Buffer.alloc(64);
-      const { bytesRead } = await handle.read(head, 0, head.length, 0);
-      const match = /^\{"version":(\d+),/.exec(head.subarray(0, bytesRead).toString('utf8'));
-      if (match !== null) return match[1]!;
-    } finally {
-      await handle.close();
-    }
-    return (await this.readState(name))?.version ?? null;
   }
 
   private statePath(name: string): string {
@@ -283,10 +248,6 @@ async function newestMtime(dir: string): Promise<number> {
   };
   await walk(dir);
   return newest;
-}
-
-function isMissing(error: unknown): boolean {
-  return (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT' || (error as NodeJS.ErrnoException | undefined)?.code === 'ENOTDIR';
 }
 
 function isLinkLoop(error: unknown): boolean {

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
+import type { RecordStore } from './records.js';
 import type { ThreadKey } from './thread-key.js';
 
 /**
@@ -60,6 +61,8 @@ export interface Workspace {
 
 export interface WorkspaceStore {
   open(key: ThreadKey): Workspace;
+  /** Records shared by every controller instance on this store (de-duplication, leases): records.ts. */
+  readonly records: RecordStore;
   /**
    * Removes workspaces and histories whose newest file is older than `olderThanMs` (epoch ms).
    * With `dryRun`, removes nothing and returns the threads that would be removed.

@@ -21,6 +21,7 @@ import {
   type ObjectRequest,
   type Reply,
 } from './gcs-wire.js';
+import { checkPreconditions } from './gcs-preconditions.js';
 import { bearerToken } from './http-helpers.js';
 
 export type { FakeObject, ObjectRequest } from './gcs-wire.js';
@@ -28,10 +29,12 @@ export type { FakeObject, ObjectRequest } from './gcs-wire.js';
 /**
  * A small GCS JSON API server on 127.0.0.1: the subset @google-cloud/storage uses for our
  * GcsWorkspace (bucket get; object insert media / multipart / resumable in chunks; metadata get;
- * media download with optional range; list with prefix, delimiter and pages; delete;
- * ifGenerationMatch preconditions incl. 0; bucket testIamPermissions). Objects live in memory. Tokens a test
- * declares in `access` are held to what Google would allow them (gcs-access.ts). Object names GCS refuses are
- * refused (gcs-wire.ts). `injectFailures` answers 429 or 503 on demand, as GCS does under load.
+ * media download with optional range; list with prefix, delimiter and pages; delete; the generation
+ * and metageneration preconditions exactly as GCS applies them, gcs-preconditions.ts; bucket
+ * testIamPermissions). Objects live in memory. Tokens a test declares in `access` are held to what Google
+ * would allow them (gcs-access.ts). Object names GCS refuses are refused (gcs-wire.ts). `injectFailures`
+ * answers 429 or 503 on demand, as GCS does under load; `loseResponses` applies a request and then answers
+ * 503, as when the answer is lost on its way back (the client retries and meets its own write).
  * Anything else is answered 501 and recorded in `unexpected` (501, not 500, so the client fails at
  * once instead of retrying).
  */
@@ -48,6 +51,8 @@ interface Injection {
   status: 429 | 503;
   remaining: number;
   matches: (request: RecordedRequest) => boolean;
+  /** Apply the request first, then answer the failure instead of its result. */
+  afterApplying?: boolean;
 }
 
 interface UploadSession {
@@ -111,6 +116,14 @@ export class FakeGcs {
     this.injections.push({ status, remaining: count, matches });
   }
 
+  /**
+   * The next `count` requests that `matches` accepts are carried out, but answered 503 instead of their result:
+   * the answer was lost. A client that retries a write with a precondition then gets a 412 for its own write.
+   */
+  loseResponses(count: number, matches: (request: RecordedRequest) => boolean): void {
+    this.injections.push({ status: 503, remaining: count, matches, afterApplying: true });
+  }
+
   clearInjections(): void {
     this.injections.length = 0;
   }
@@ -126,6 +139,8 @@ export class FakeGcs {
     const object: FakeObject = {
       data,
       generation: nextGeneration++,
+      // Every insert makes a new generation, whose metageneration starts at 1 (only metadata updates raise it).
+      metageneration: 1,
       contentType: options.contentType ?? 'application/octet-stream',
       updated: new Date(),
       metadata: options.metadata,
@@ -149,11 +164,10 @@ export class FakeGcs {
       const target = objectRequest(record.method, url, query, request.headers.authorization);
       if (target !== undefined) for (const intercept of this.interceptors) await intercept(target);
       const injection = this.injections.find((candidate) => candidate.remaining > 0 && candidate.matches(record));
-      if (injection !== undefined) {
-        injection.remaining -= 1;
-        throw transientError(injection.status);
-      }
+      if (injection !== undefined) injection.remaining -= 1;
+      if (injection !== undefined && injection.afterApplying !== true) throw transientError(injection.status);
       const result = this.route(request, url, query, body, bearerToken(request));
+      if (injection !== undefined) throw transientError(injection.status);
       record.status = result.status;
       response.writeHead(result.status, result.headers ?? {});
       response.end(result.body);
@@ -207,38 +221,25 @@ export class FakeGcs {
     this.access.check(token, bucketName, { kind: 'object', name, permission });
     if (method === 'GET') return this.get(bucketName, name, query, request);
     if (method === 'DELETE') {
-      const object = this.existing(bucketName, name, query);
-      this.checkPreconditions(object, query);
+      this.existing(bucketName, name, query);
       this.bucket(bucketName).delete(name);
       return { status: 204 };
     }
     throw unexpected();
   }
 
+  /** The object a GET or DELETE targets: preconditions first (a 412 comes before a 404, as in GCS), then existence. */
   private existing(bucket: string, name: string, query: Record<string, string>): FakeObject {
     const object = this.bucket(bucket).get(name);
+    checkPreconditions(object, query);
     if (object === undefined || (query.generation !== undefined && String(object.generation) !== query.generation)) {
       throw new HttpError(404, 'notFound', `No such object: ${bucket}/${name}`);
     }
     return object;
   }
 
-  private checkPreconditions(object: FakeObject | undefined, query: Record<string, string>): void {
-    for (const key of Object.keys(query)) {
-      if (key.startsWith('if') && key !== 'ifGenerationMatch') {
-        throw new HttpError(501, 'notImplemented', `fake-gcs does not implement precondition ${key}`);
-      }
-    }
-    if (query.ifGenerationMatch === undefined) return;
-    const current = object?.generation ?? 0;
-    if (String(current) !== query.ifGenerationMatch) {
-      throw new HttpError(412, 'conditionNotMet', 'At least one of the pre-conditions you specified did not hold.');
-    }
-  }
-
   private get(bucket: string, name: string, query: Record<string, string>, request: IncomingMessage): Reply {
     const object = this.existing(bucket, name, query);
-    this.checkPreconditions(object, query);
     if (query.alt === undefined || query.alt === 'json') return json(200, objectResource(bucket, name, object));
     if (query.alt !== 'media') throw new HttpError(501, 'notImplemented', `fake-gcs does not implement alt=${query.alt}`);
     const headers: Record<string, string> = {
@@ -285,7 +286,7 @@ export class FakeGcs {
 
   private insert(bucket: string, name: string, data: Buffer, query: Record<string, string>, contentType: string | undefined, metadata?: Record<string, string>): Reply {
     this.access.check(this.uploadToken, bucket, { kind: 'object', name, permission: 'storage.objects.create' });
-    this.checkPreconditions(this.bucket(bucket).get(name), query);
+    checkPreconditions(this.bucket(bucket).get(name), query);
     const object = this.put(bucket, name, data, { contentType: contentType ?? 'application/octet-stream', metadata });
     return json(200, objectResource(bucket, name, object));
   }
@@ -303,7 +304,7 @@ export class FakeGcs {
   private startResumable(bucket: string, query: Record<string, string>, request: IncomingMessage, body: Buffer): Reply {
     const resource = body.length > 0 ? (JSON.parse(body.toString('utf8')) as { contentType?: string; metadata?: Record<string, string> }) : {};
     const name = requireName(query);
-    this.checkPreconditions(this.bucket(bucket).get(name), query);
+    checkPreconditions(this.bucket(bucket).get(name), query);
     const uploadId = randomUUID();
     this.sessions.set(uploadId, {
       bucket,

@@ -7,6 +7,7 @@ import { crc32cBase64 } from './crc32c.js';
 export interface FakeObject {
   data: Buffer;
   generation: number;
+  metageneration: number;
   contentType: string;
   updated: Date;
   /** User metadata (`metadata` in the JSON API), e.g. gcsfuse's `gcsfuse_symlink_target`. */
@@ -128,7 +129,7 @@ export function objectResource(bucket: string, name: string, object: FakeObject)
     name,
     bucket,
     generation: String(object.generation),
-    metageneration: '1',
+    metageneration: String(object.metageneration),
     contentType: object.contentType,
     size: String(object.data.length),
     md5Hash: md5(object.data),

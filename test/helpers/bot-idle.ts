@@ -1,27 +1,28 @@
 import type { FakeOpenAI } from '../fakes/fake-openai.js';
 import type { FakeSlack } from '../fakes/fake-slack.js';
-import { SIGNING_SECRET, type BotProcess } from './bot-process.js';
+import { SIGNING_SECRET, type BotProcess, type LogLine } from './bot-process.js';
 import { mentionEvent, mentionText, nextMessageTs, postEvent } from './slack-events.js';
 import { unfinishedStatusMessages } from './status-blocks.js';
 
 /**
- * "Nothing happened" checks wait for the bot to be idle instead of sleeping. The bot says nothing when it
- * ignores an event (and Bolt acknowledges an event before its listener runs), so idleness is decided from
- * the outside, in three steps:
- *  1. a barrier: an empty mention in a fresh thread, which the bot answers with its help text (or, for a
- *     user it does not serve, a refusal) without the model. Events are routed in arrival order, so once
- *     that answer is in, every event posted before it has been accepted or ignored;
- *  2. every turn that started has ended: no status message still shows its Stop button;
- *  3. the fakes (Slack calls, model requests) and the bot's log stay unchanged for `quietMs`: a queued turn
- *     starts as soon as the one before it ends, so a quiet moment with every status message finished means
- *     nothing is waiting either.
- * The controller has no "event handled" log line to count instead (see docs/testing.md).
+ * "Nothing happened" checks wait for the bot to be idle instead of sleeping. The bot logs (at DEBUG, which the
+ * test bots run at) one `event routed` line for every event its listeners receive, accepted or ignored with the
+ * reason, and one `mention done` line for every accepted mention once it is finished, on whichever instance
+ * finished it (a mention queued on one instance can run on another). Idleness is counted, in two steps:
+ *  1. a barrier per bot process: an empty mention in a fresh thread, which the bot answers with its help text
+ *     (or, for a user it does not serve, a refusal) without the model. Events are routed in arrival order, so
+ *     once that answer is in, every event posted to that bot before it has its `event routed` line;
+ *  2. across the bots, as many `mention done` lines as accepted events, and no status message still showing its
+ *     Stop button (the final edit of every turn has landed).
  */
 
 export interface IdleTarget {
   slack: FakeSlack;
   ai: FakeOpenAI;
-  bot: BotProcess;
+  /** The bot processes sharing the work (instances of one deployment): one barrier each, counts summed. */
+  bots: BotProcess[];
+  /** Bots whose logs count besides (an instance killed earlier: a mention it accepted is finished by another). */
+  gone?: BotProcess[];
   botUser: string;
 }
 
@@ -31,41 +32,42 @@ export interface IdleOptions {
   user?: string;
   /** Give up (and fail) after this long (default 20 s). */
   timeoutMs?: number;
-  /** How long nothing may change before the bot counts as idle (default 150 ms). */
-  quietMs?: number;
 }
 
 const POLL_MS = 25;
 
-/** Resolves with the barrier's thread (its help reply is the one message the wait itself caused). */
+/** Resolves with the (first) barrier's thread: its help reply is the one message the wait itself caused there. */
 export async function waitForIdle(target: IdleTarget, options: IdleOptions = {}): Promise<{ barrierTs: string }> {
-  const { channel = 'C1', user = 'U1', timeoutMs = 20_000, quietMs = 150 } = options;
+  const { channel = 'C1', user = 'U1', timeoutMs = 20_000 } = options;
   const deadline = Date.now() + timeoutMs;
-  const barrierTs = nextMessageTs();
-  const barrier = mentionEvent({ channel, user, text: mentionText(target.botUser), ts: barrierTs });
-  await postEvent(target.bot.eventsUrl, SIGNING_SECRET, barrier);
-  await target.slack.waitFor((slack) => slack.botMessagesIn(channel, barrierTs).length > 0, timeoutMs);
+  const barriers = target.bots.map(() => nextMessageTs());
+  await Promise.all(
+    target.bots.map((bot, index) => postEvent(bot.eventsUrl, SIGNING_SECRET, mentionEvent({ channel, user, text: mentionText(target.botUser), ts: barriers[index]! }))),
+  );
+  await target.slack.waitFor((slack) => barriers.every((ts) => slack.botMessagesIn(channel, ts).length > 0), timeoutMs);
 
-  let seen = activity(target);
-  let quietSince = Date.now();
+  let settledOnce = false;
   for (;;) {
-    const now = activity(target);
-    if (now !== seen) {
-      seen = now;
-      quietSince = Date.now();
-    } else if (Date.now() - quietSince >= quietMs && unfinishedStatusMessages(target.slack).length === 0) {
-      return { barrierTs };
-    }
+    const counts = mentionCounts([...target.bots, ...(target.gone ?? [])]);
+    const settled = counts.accepted === counts.done && unfinishedStatusMessages(target.slack).length === 0;
+    // Twice in a row, one poll apart: a line being written as the first look was taken is seen by the second.
+    if (settled && settledOnce) return { barrierTs: barriers[0]! };
+    settledOnce = settled;
     if (Date.now() > deadline) {
       const unfinished = unfinishedStatusMessages(target.slack).map((message) => `${message.channel} ${message.thread_ts ?? message.ts}`);
-      throw new Error(`the bot did not go idle within ${timeoutMs} ms (turns still running: ${unfinished.join(', ') || 'none'})\n${target.slack.dump()}`);
+      throw new Error(
+        `the bot did not go idle within ${timeoutMs} ms (mentions accepted ${counts.accepted}, done ${counts.done}; turns still running: ${unfinished.join(', ') || 'none'})\n${target.slack.dump()}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
 }
 
-/** Everything the bot can be seen doing, as one comparable value. */
-function activity({ slack, ai, bot }: IdleTarget): string {
-  const aborted = ai.requests.filter((request) => request.aborted).length;
-  return [slack.calls.length, slack.rateLimited.length, slack.uploads.length, ai.requests.length, aborted, bot.output().length].join(':');
+/** Accepted events and finished mentions, summed over the bots' logs. */
+function mentionCounts(bots: BotProcess[]): { accepted: number; done: number } {
+  const lines: LogLine[] = bots.flatMap((bot) => bot.logLines());
+  return {
+    accepted: lines.filter((line) => line.message === 'event routed' && line.outcome === 'accepted').length,
+    done: lines.filter((line) => line.message === 'mention done').length,
+  };
 }

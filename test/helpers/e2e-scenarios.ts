@@ -96,6 +96,8 @@ export function endToEndScenarios(name: string, makeBackend: () => Promise<Backe
       await h.idle();
       expect(h.ai.requests.length - before).toBe(1);
       expect(h.slack.botMessagesIn('C1', first.threadTs).filter((message) => /echo: only once/.test(message.text ?? ''))).toHaveLength(1);
+      const routed = h.bot.logLines().filter((line) => line.message === 'event routed' && line.eventId === first.eventId);
+      expect(routed.map((line) => line.reason ?? line.outcome), 'this instance remembered it: no store round trip').toStrictEqual(['accepted', 'event_id seen', 'event_id seen']);
     });
 
     test('a redelivered event_id starts nothing, even when its payload differs from the first delivery', async () => {
@@ -123,6 +125,8 @@ export function endToEndScenarios(name: string, makeBackend: () => Promise<Backe
       const texts = h.slack.botMessagesIn('D2', ts).map((message) => message.text);
       expect(texts.filter((message) => /echo: delivered twice/.test(message))).toHaveLength(1);
       expect(texts.filter((message) => /I'll get to this/.test(message)), 'no second turn queued').toStrictEqual([]);
+      const second = h.bot.logLines().find((line) => line.message === 'event routed' && line.eventId === asMessage.eventId);
+      expect(second?.reason, 'this instance remembered the message: no store round trip').toBe('message seen');
     });
 
     test('a request with a bad signature is rejected and starts nothing', async () => {

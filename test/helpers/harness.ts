@@ -98,7 +98,7 @@ export async function startHarness(makeBackend: () => Promise<Backend>, env: Rec
         (fake) => fake.botMessagesIn(channel, threadTs).find((message) => pattern.test(message.text ?? ''))?.text,
         timeoutMs,
       ),
-    idle: (options) => waitForIdle({ slack, ai, bot, botUser: BOT_USER }, options),
+    idle: (options) => waitForIdle({ slack, ai, bots: [bot], botUser: BOT_USER }, options),
   };
   return harness;
 }

@@ -43,16 +43,23 @@ export interface InProcessBot {
 
 let tsCounter = 0;
 
-export async function startBot(options: { script?: ScriptedReply[]; sandbox?: Sandbox; env?: Record<string, string> } = {}): Promise<InProcessBot> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'oi-bot-'));
+/**
+ * `sameStoreAs`: a second instance of the bot, on the first one's DATA_DIR, with the same Slack and the same
+ * model (two controller processes of one deployment); it gets its own logs and instance id.
+ */
+export async function startBot(
+  options: { script?: ScriptedReply[]; sandbox?: Sandbox; env?: Record<string, string>; sameStoreAs?: InProcessBot; instanceId?: string } = {},
+): Promise<InProcessBot> {
+  const first = options.sameStoreAs;
+  const dataDir = first?.store.dataDir ?? (await mkdtemp(join(tmpdir(), 'oi-bot-')));
   const config = testConfig({ DATA_DIR: dataDir, ...options.env });
   const logs: InProcessBot['logs'] = [];
-  const logger = createLogger({ write: (line) => logs.push(JSON.parse(line) as InProcessBot['logs'][number]) });
-  const slack = new RecordingSlackThreads();
-  const model = new ScriptedModel(options.script ?? []);
-  const sandbox = options.sandbox ?? new ScriptedSandbox();
+  const logger = createLogger({ level: 'DEBUG', write: (line) => logs.push(JSON.parse(line) as InProcessBot['logs'][number]) });
+  const slack = first?.slack ?? new RecordingSlackThreads();
+  const model = first?.model ?? new ScriptedModel(options.script ?? []);
+  const sandbox = options.sandbox ?? first?.sandbox ?? new ScriptedSandbox();
   const store = new LocalWorkspaceStore(dataDir);
-  const bot = new Bot({ config, threads: slack.factory, model, store, sandbox, systemPrompt: 'test system prompt', logger });
+  const bot = new Bot({ config, threads: slack.factory, model, store, sandbox, systemPrompt: 'test system prompt', logger, ...(options.instanceId === undefined ? {} : { instanceId: options.instanceId }) });
   return {
     bot,
     config,
@@ -68,8 +75,9 @@ export async function startBot(options: { script?: ScriptedReply[]; sandbox?: Sa
       return { key: { team: 'T1', channel: 'C1', threadTs: threadTs ?? ts }, user: 'U1', text, ts, files: [], ...rest };
     },
     close: async () => {
+      bot.close();
       await bot.drain();
-      await rm(dataDir, { recursive: true, force: true });
+      if (first === undefined) await rm(dataDir, { recursive: true, force: true });
     },
   };
 }

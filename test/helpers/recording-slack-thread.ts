@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { KnownBlock } from '@slack/types';
 import type { UploadOutcome, UploadSource } from '../../controller/slack/file-upload.js';
 import type { SlackFileRef } from '../../controller/slack/mention.js';
-import type { SlackThread, SlackThreadFactory, ThreadMessage } from '../../controller/slack/slack-thread.js';
+import type { PostedMessage, SlackThread, SlackThreadFactory, ThreadMessage } from '../../controller/slack/slack-thread.js';
 import { STOP_ACTION_ID } from '../../controller/slack/status-message.js';
 
 /**
@@ -30,7 +30,7 @@ export interface RecordedUpload {
 
 export class RecordingSlackThread implements SlackThread {
   readonly apiUrl: string;
-  /** Every call, in order: `post`, `update`, `setStatus`, `uploadFile`, `uploadFiles`, `messageFiles`, `fileInfo`. */
+  /** Every call, in order: `post`, `update`, `setStatus`, `uploadFile`, `uploadFiles`, `messageFiles`, `fileInfo`, `messagesAfter`. */
   readonly calls: Array<{ method: string; args: unknown }> = [];
   readonly messages: RecordedMessage[] = [];
   /** Statuses set with setStatus (assistant.threads.setStatus), in order. */
@@ -61,7 +61,9 @@ export class RecordingSlackThread implements SlackThread {
   async post(message: ThreadMessage): Promise<string | undefined> {
     this.record('post', message);
     checkMessage(message);
-    const ts = `${this.threadTs.split('.')[0]}.${String(++this.counter).padStart(6, '0')}`;
+    // After the thread's own ts, as Slack's replies are.
+    const [seconds = '0', micros = '0'] = this.threadTs.split('.');
+    const ts = `${seconds}.${String(Number(micros) + ++this.counter).padStart(6, '0')}`;
     this.messages.push({ ts, text: message.text, ...(message.blocks === undefined ? {} : { blocks: message.blocks }), ...(message.unfurlLinks === undefined ? {} : { unfurlLinks: message.unfurlLinks }), edits: 0 });
     this.changed();
     return ts;
@@ -120,6 +122,16 @@ export class RecordingSlackThread implements SlackThread {
   async fileInfo(fileId: string): Promise<SlackFileRef | undefined> {
     this.record('fileInfo', fileId);
     return this.fileDetails.get(fileId);
+  }
+
+  async messagesAfter(ts: string, limit: number): Promise<PostedMessage[]> {
+    this.record('messagesAfter', { ts, limit });
+    const exact = (value: string) => {
+      const [seconds = '0', micros = ''] = value.split('.');
+      return BigInt(seconds) * 1_000_000n + BigInt(micros.padEnd(6, '0') || '0');
+    };
+    const after = this.messages.filter((message) => exact(message.ts) > exact(ts));
+    return after.slice(0, limit).map((message) => ({ ts: message.ts, text: message.text, ...(message.blocks === undefined ? {} : { blocks: message.blocks }) }));
   }
 
   /** Resolves with the predicate's first truthy value; rejects with the thread's texts after `timeoutMs`. */
