@@ -133,11 +133,12 @@ async function runStep(input: AgentLoopInput, turn: TurnState, call: ToolCall, a
     turn.usage.sandboxMs += result.durationMs;
     input.onEvent?.({ type: 'step_finished', index, result });
     const { stdout, stderr, error, figures, durationMs } = result;
+    const tables = result.displays?.map((display) => display.text);
     turn.messages.push({
       role: 'tool',
       tool_call_id: call.id,
       content: formatStepForModel(result, input.limits.toolOutputChars),
-      meta: { step: { code: parsed.code, stdout, stderr, error, figures, durationMs } },
+      meta: { step: { code: parsed.code, stdout, stderr, error, figures, durationMs, ...(tables === undefined ? {} : { tables }) } },
     });
     return undefined;
   } catch (error) {
