@@ -8,6 +8,7 @@ import type { MentionHandler } from '../slack/listeners.js';
 import { postLongText } from '../slack/long-text.js';
 import type { Mention } from '../slack/mention.js';
 import type { SlackThread, SlackThreadFactory } from '../slack/slack-thread.js';
+import { StreamPacer } from '../slack/stream-pacer.js';
 import { threadPath, type ThreadKey } from '../workspace/thread-key.js';
 import type { WorkspaceStore } from '../workspace/workspace.js';
 import { runDownloadCommand } from './commands/download.js';
@@ -48,7 +49,8 @@ export class Bot implements MentionHandler {
     this.queue = new TurnQueue(deps.config.limits.maxConcurrentTurns);
     this.running = new RunningTurns(deps.config.access.adminUsers);
     const { config, model, sandbox, systemPrompt } = deps;
-    this.turnDependencies = { config, model, sandbox, systemPrompt, statusEdits: this.statusEdits };
+    const pacer = new StreamPacer(config.statusIntervalMs);
+    this.turnDependencies = { config, model, sandbox, systemPrompt, statusEdits: this.statusEdits, pacer };
   }
 
   /** Handles one mention. Resolves when its turn (or command) is done; never rejects: errors are told in the thread. */

@@ -193,6 +193,7 @@ export class RecordingSlackThread implements SlackThread {
 
   private record(method: string, args: unknown): void {
     this.calls.push({ method, args });
+    this.changed();
   }
 
   private changed(): void {
