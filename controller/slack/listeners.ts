@@ -17,6 +17,8 @@ export interface MentionHandler {
   handleMention(mention: Mention): Promise<void>;
   /** A Stop click by `user`: undefined when the turn was stopped, else a sentence for the clicker. */
   stopTurn(turnId: string, user: string): string | undefined;
+  /** Slack's own Stop control in a thread (agent_session_stopped), by `user`: like stopTurn. */
+  stopThreadTurn(key: ThreadKey, user: string): Promise<string | undefined>;
   /** True when the bot already has a conversation in this thread (replies without a mention continue it). */
   knowsThread(key: ThreadKey): Promise<boolean>;
 }
@@ -33,6 +35,9 @@ interface MessageLikeEvent {
   team?: string;
   files?: SlackFileRef[];
   channel_type?: string;
+  hidden?: boolean;
+  /** The message an edit or a reply event is about. */
+  message?: unknown;
 }
 
 interface EventContext {
@@ -81,6 +86,16 @@ export function registerListeners(app: App, handler: MentionHandler, options: { 
     await client.chat.postEphemeral({ channel, user: body.user.id, thread_ts: thread, text: reply });
   });
 
+  // Slack's own Stop control of the thread's agent session (https://docs.slack.dev/reference/events/agent_session_stopped):
+  // the event names the thread and who pressed it; the team is on the envelope. Slack has already stopped the
+  // app's streams in that thread and leaves the session's status to the app.
+  app.event('agent_session_stopped', async ({ event, body, context, client }) => {
+    const key = { team: body.team_id ?? context.teamId ?? 'T0', channel: event.channel, threadTs: event.thread_ts };
+    const reply = await handler.stopThreadTurn(key, event.user);
+    if (reply === undefined) return;
+    await client.chat.postEphemeral({ channel: event.channel, user: event.user, thread_ts: event.thread_ts, text: reply });
+  });
+
   app.error(async (error) => {
     logger.error('slack app error', { error: describeError(error) });
   });
@@ -90,8 +105,10 @@ export function registerListeners(app: App, handler: MentionHandler, options: { 
 function mentionFilter(): (event: MessageLikeEvent, context: EventContext, explicit?: boolean) => Mention | undefined {
   const recent = new RecentKeys();
   return (event, { body, botUserId, teamId }, explicit = true) => {
-    // Messages from bots (ourselves included) never start anything.
+    // Messages from bots (ourselves included) never start anything; neither do events about another message
+    // (a thread parent's new reply_count arrives as a hidden message_changed, or message_replied without subtype).
     if (event.bot_id !== undefined || event.user === undefined || event.user === botUserId) return undefined;
+    if (event.hidden === true || event.message !== undefined) return undefined;
     if (event.subtype !== undefined && event.subtype !== 'file_share' && event.subtype !== 'thread_broadcast') return undefined;
     // One message can arrive as app_mention and as message, and a delivery can be retried.
     if (body.event_id !== undefined && !recent.firstTime(`event:${body.event_id}`)) return undefined;
@@ -103,6 +120,7 @@ function mentionFilter(): (event: MessageLikeEvent, context: EventContext, expli
       ts: event.ts,
       files: event.files ?? [],
       explicit,
+      ...(botUserId === undefined ? {} : { botUserId }),
     };
   };
 }

@@ -11,6 +11,8 @@ export interface Mention {
   files: SlackFileRef[];
   /** False for a thread reply without a mention (REPLY_WITHOUT_MENTION): such replies never get a refusal line. */
   explicit?: boolean;
+  /** The bot's own user id, when the transport knows it (the thread catch-up leaves out messages that mention it). */
+  botUserId?: string;
 }
 
 /** The parts of a Slack file object that we use. */

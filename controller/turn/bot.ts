@@ -19,6 +19,7 @@ import { RunningTurns, stopReply } from './running-turns.js';
 import { StatusEdits } from './status-edits.js';
 import { failureText } from './turn-ending.js';
 import { TurnQueue } from './turn-queue.js';
+import { setSessionStatus } from './turn-view.js';
 
 export interface BotDependencies {
   config: Config;
@@ -74,6 +75,19 @@ export class Bot implements MentionHandler {
     return stopReply(outcome);
   }
 
+  /**
+   * Slack's own Stop control, exactly like the button. Slack stops the thread's streams itself and leaves the
+   * session `processing`: when the turn goes on (someone else pressed it) it stays `processing`, set again so the
+   * control comes back; when nothing runs the session goes back to `active`. A stopped turn ends as every Stop.
+   */
+  async stopThreadTurn(key: ThreadKey, user: string): Promise<string | undefined> {
+    const log = this.deps.logger.child({ thread: threadPath(key), user });
+    const outcome = this.running.stopThread(threadPath(key), user);
+    log.info('stop requested', { outcome, from: 'agent_session_stopped' });
+    if (outcome !== 'stopped') await setSessionStatus(this.deps.threads(key.channel, key.threadTs, log), outcome === 'not_allowed' ? 'processing' : 'active', log);
+    return stopReply(outcome);
+  }
+
   async knowsThread(key: ThreadKey): Promise<boolean> {
     return (await this.deps.store.open(key).readState(HISTORY_STATE)) !== undefined;
   }
@@ -97,7 +111,8 @@ export class Bot implements MentionHandler {
       return;
     }
     const command = parseCommand(mention.text);
-    if (command === 'empty' && mention.files.length === 0) {
+    // An empty mention is a request for help, unless its message has files (the event may have left them out).
+    if (command === 'empty' && mention.files.length === 0 && !(await hasFiles(thread, mention.ts))) {
       await thread.post({ text: HELP_TEXT });
       return;
     }
@@ -113,7 +128,7 @@ export class Bot implements MentionHandler {
     }
     if (command === 'notebook') return runNotebookCommand({ thread, workspace, logger: log });
     // Only model turns have a status message with a Stop button.
-    const turn = this.running.start(mention.user);
+    const turn = this.running.start(mention.user, threadPath(mention.key));
     try {
       await runTurn(this.turnDependencies, { mention, thread, workspace, turnId: turn.id, signal: turn.signal, log });
     } finally {
@@ -128,4 +143,9 @@ export class Bot implements MentionHandler {
     if (allowedUsers.length > 0 && !allowedUsers.includes(mention.user)) return false;
     return true;
   }
+}
+
+/** The message has files on Slack's side (read back: events may arrive before their files). */
+async function hasFiles(thread: SlackThread, messageTs: string): Promise<boolean> {
+  return (await thread.messageFiles(messageTs).catch(() => [])).length > 0;
 }

@@ -11,7 +11,7 @@ import { unfinishedStatusMessages } from './status-blocks.js';
  *  1. a barrier: an empty mention in a fresh thread, which the bot answers with its help text (or, for a
  *     user it does not serve, a refusal) without the model. Events are routed in arrival order, so once
  *     that answer is in, every event posted before it has been accepted or ignored;
- *  2. every turn that started has ended: no status message still shows its Stop button;
+ *  2. every turn that started has ended: no status message still shows its Stop button, no stream is still open;
  *  3. the fakes (Slack calls, model requests) and the bot's log stay unchanged for `quietMs`: a queued turn
  *     starts as soon as the one before it ends, so a quiet moment with every status message finished means
  *     nothing is waiting either.
@@ -43,6 +43,7 @@ export async function waitForIdle(target: IdleTarget, options: IdleOptions = {})
   const deadline = Date.now() + timeoutMs;
   const barrierTs = nextMessageTs();
   const barrier = mentionEvent({ channel, user, text: mentionText(target.botUser), ts: barrierTs });
+  target.slack.seedFromEvent(barrier);
   await postEvent(target.bot.eventsUrl, SIGNING_SECRET, barrier);
   await target.slack.waitFor((slack) => slack.botMessagesIn(channel, barrierTs).length > 0, timeoutMs);
 
@@ -53,7 +54,7 @@ export async function waitForIdle(target: IdleTarget, options: IdleOptions = {})
     if (now !== seen) {
       seen = now;
       quietSince = Date.now();
-    } else if (Date.now() - quietSince >= quietMs && unfinishedStatusMessages(target.slack).length === 0) {
+    } else if (Date.now() - quietSince >= quietMs && unfinishedStatusMessages(target.slack).length === 0 && target.slack.streams.open.length === 0) {
       return { barrierTs };
     }
     if (Date.now() > deadline) {
