@@ -24,6 +24,13 @@ test('embedded defaults need only the Slack and OpenAI secrets', () => {
   expect(config.access.allowedChannels).toStrictEqual([]);
   expect(config.budgets.usageFooter).toBe(false);
   expect(config.sandbox).toMatchObject({ backend: 'local', network: true });
+  expect(config.slack.streaming).toBe('auto');
+});
+
+test('SLACK_STREAMING is auto or off', () => {
+  expect(loadConfig({ ...minimal, SLACK_STREAMING: 'off' }).slack.streaming).toBe('off');
+  expect(loadConfig({ ...minimal, SLACK_STREAMING: '' }).slack.streaming).toBe('auto');
+  expect(errorFor({ ...minimal, SLACK_STREAMING: 'yes' })).toMatch(/^Configuration error: SLACK_STREAMING is invalid/);
 });
 
 test('each missing or wrong variable is named in one clear message', () => {
