@@ -33,23 +33,24 @@ describe('thread catch-up', () => {
   };
   const mention = (at: number, extra: Partial<Mention> = {}): Mention => ({ key: { team: 'T1', channel: 'C1', threadTs: THREAD }, user: 'U1', text: 'go', ts: ts(at), files: [], botUserId: 'UBOT', ...extra });
 
-  test('the first turn reads the thread so far: others’ words and shares, not the bot’s, not other mentions', async () => {
+  test('the first turn reads the thread so far: others’ words and shares, not bots’ (its own included), not other mentions', async () => {
     const { thread, workspace } = setup();
     thread.replies.push(
       { ts: ts(0), user: 'U2', text: 'Parent: Q3 numbers', files: [] },
       { ts: ts(1), user: 'U3', text: '', files: [{ id: 'F1', name: 'q3.csv' }] },
       { ts: ts(2), user: 'UBOT', botId: 'B1', text: 'an answer of the bot', files: [] },
-      { ts: ts(3), user: 'U4', text: '<@UBOT> download', files: [] },
-      { ts: ts(4), user: 'U1', text: '<@UBOT> go', files: [{ id: 'F2', name: 'mine.csv' }] },
-      { ts: ts(5), user: 'U2', text: 'written after the mention', files: [] },
+      { ts: ts(3), user: 'UAPP', botId: 'B2', text: 'a message of another app', files: [] },
+      { ts: ts(4), user: 'U4', text: '<@UBOT> download', files: [] },
+      { ts: ts(5), user: 'U1', text: '<@UBOT> go', files: [{ id: 'F2', name: 'mine.csv' }] },
+      { ts: ts(6), user: 'U2', text: 'written after the mention', files: [] },
     );
-    const caught = await catchUp({ thread, workspace, mention: mention(4), log: silentLogger });
+    const caught = await catchUp({ thread, workspace, mention: mention(5), log: silentLogger });
     expect(caught.context).toBe(
       'Others wrote in this thread since my last reply (context, not addressed to me):\n<@U2>: Parent: Q3 numbers\n<@U3>: [shared q3.csv]',
     );
     expect(caught.shared).toStrictEqual([{ user: 'U3', file: { id: 'F1', name: 'q3.csv' } }]);
     expect(caught.mentionFiles).toStrictEqual([{ id: 'F2', name: 'mine.csv' }]);
-    expect(thread.calls.find((call) => call.method === 'readReplies')?.args).toStrictEqual({ upTo: ts(4) });
+    expect(thread.calls.find((call) => call.method === 'readReplies')?.args).toStrictEqual({ upTo: ts(5) });
   });
 
   test('later turns read from the last message seen; the mark never moves back', async () => {
