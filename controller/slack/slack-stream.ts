@@ -14,8 +14,9 @@ import type { StreamPacer } from './stream-pacer.js';
  * in its buffer and retries the same call, and cannot tell the caller what never reached Slack. This one:
  * - starts the stream with the first content (chunks from the start, so every later call sends chunks too:
  *   mixing in `markdown_text` is `streaming_mode_mismatch`);
- * - makes one call at a time, at least `pacer.intervalMs()` after the previous one (Slack's rate tiers), with the
- *   text gathered meanwhile and every task update, at most 12,000 characters of markdown per call;
+ * - makes one call at a time; an append at least `pacer.intervalMs()` after the previous call (Slack's rate tiers),
+ *   with the text gathered meanwhile and every task update, at most 12,000 characters of markdown per call; the
+ *   stop as soon as the answer is complete, with what is left;
  * - keeps a long step's stream alive by repeating its task card (Slack ends streams that stay quiet);
  * - when Slack ends the stream under it (`message_not_in_streaming_state` after its undocumented timeout,
  *   `stopped_by_user` after someone else pressed Stop) continues in a new streamed message, at most
@@ -118,7 +119,8 @@ export class SlackStream {
   /** One call with what has gathered (at most 12,000 characters of markdown), starting the stream when needed. */
   private async sendBatch(): Promise<void> {
     if ((this.state !== 'idle' && this.state !== 'open') || this.pending.length === 0) return;
-    await this.waitForInterval();
+    // Appends are paced (Tier 4, shared by every stream); a start is counted by the pacer's own budget.
+    if (this.state === 'open') await this.waitForInterval();
     const batch = this.takeBatch();
     try {
       if (this.state === 'idle') await this.start(batch);
@@ -156,8 +158,8 @@ export class SlackStream {
     this.counted = true;
   }
 
+  /** chat.stopStream is Tier 2 like a start, one per stream: it goes as soon as the previous call is done. */
   private async stop(): Promise<void> {
-    await this.waitForInterval();
     const chunks = this.pending;
     this.pending = [];
     try {
