@@ -56,7 +56,8 @@ export interface ViewContext {
  */
 export async function setSessionStatus(thread: SlackThread, status: 'processing' | 'active', log: Logger, title?: string): Promise<boolean> {
   try {
-    const shown = await thread.setSessionStatus(status, title === undefined || title === '' ? {} : { title: title.slice(0, 200) });
+    const firstLine = title?.split('\n').find((line) => line.trim() !== '')?.trim().slice(0, 200);
+    const shown = await thread.setSessionStatus(status, firstLine === undefined ? {} : { title: firstLine });
     if (!shown) log.warn('agent_session_stopped is not subscribed: Slack shows no Stop control');
     return shown;
   } catch (error) {
