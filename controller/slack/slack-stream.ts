@@ -98,6 +98,7 @@ export class SlackStream {
       if (this.state === 'idle' || markdownOf(this.pending).length > MAX_MARKDOWN_PER_CALL) await this.sendBatch();
       else await this.stop();
     }
+    this.clearTimers(); // a call that ended meanwhile armed the keep-alive again
     if (this.counted) this.options.pacer.closed();
     this.counted = false;
     const rest = this.unsent + markdownOf(this.pending);
