@@ -70,7 +70,10 @@ describe('streamed turns', () => {
     expect(thread.streams.statusesOf('C1', mention.key.threadTs)).toStrictEqual(['processing', 'active']);
   });
 
-  test('without the agent_session_stopped subscription Slack shows no Stop control: a compact status carries the button', async () => {
+  test.each([
+    ['the app is not subscribed to agent_session_stopped', 'warning'],
+    ['agents.sessions.setStatus is refused', 'refused'],
+  ] as const)('where Slack shows no Stop control (%s) a compact status carries the button', async (_, cause) => {
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
     const sandbox = new ScriptedSandbox(async () => {
@@ -80,7 +83,8 @@ describe('streamed turns', () => {
     harness = await startBot({ env: { SLACK_STREAMING: 'auto' }, script: script(), sandbox });
     const mention = harness.mention('add 1 and 2');
     const thread = harness.slack.thread('C1', mention.key.threadTs);
-    thread.streams.subscribedToStop = false;
+    if (cause === 'warning') thread.streams.subscribedToStop = false;
+    else thread.streams.sessionStatusResult = 'feature_disabled';
     const turn = harness.bot.handleMention(mention);
     const status = await thread.waitFor((recording) => recording.messages[0]);
     expect(stopButtonValue(status)).toBeDefined();
