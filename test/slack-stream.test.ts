@@ -65,6 +65,32 @@ describe('SlackStream', () => {
     expect(thread.streamedText).toBe('first second third fourth fifth');
   });
 
+  test('closing while a call is out still makes one call at a time, and everything arrives', async () => {
+    const thread = new RecordingSlackThread();
+    let inFlight = 0;
+    let most = 0;
+    for (const method of ['startStream', 'appendStream', 'stopStream'] as const) {
+      const original = thread[method].bind(thread) as (...args: unknown[]) => Promise<unknown>;
+      (thread as unknown as Record<string, unknown>)[method] = async (...args: unknown[]) => {
+        most = Math.max(most, ++inFlight);
+        try {
+          await new Promise((resolve) => setImmediate(resolve));
+          return await original(...args);
+        } finally {
+          inFlight -= 1;
+        }
+      };
+    }
+    const stream = newStream(thread);
+    stream.appendText('one ');
+    await thread.waitFor((recording) => recording.calls.some((call) => call.method === 'startStream'));
+    const long = 'x'.repeat(40_000); // several calls' worth, still being sent when close() takes over
+    stream.appendText(long);
+    expect(await stream.close()).toBe('');
+    expect(most).toBe(1);
+    expect(thread.streamedText).toBe(`one ${long}`);
+  });
+
   test('a long answer is cut into calls of at most 12,000 characters and arrives whole', async () => {
     const thread = new RecordingSlackThread();
     const stream = newStream(thread);

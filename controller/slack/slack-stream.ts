@@ -49,6 +49,7 @@ export class SlackStream {
   private lastCallAt = 0;
   private restarts = 0;
   private counted = false;
+  private closing = false;
 
   constructor(
     private readonly thread: SlackThread,
@@ -90,15 +91,18 @@ export class SlackStream {
 
   /** Sends what is left and stops the stream; resolves with the markdown Slack never got ('' when it got all). */
   async close(): Promise<string> {
+    // From here close() alone makes the calls: no timer may start one beside it (one call at a time).
+    this.closing = true;
     this.clearTimers();
     await this.chain;
+    this.clearTimers();
     // A call that fails may start a new message (state back to idle): loop until stopped or broken.
     while (this.state === 'idle' || this.state === 'open') {
       if (this.state === 'idle' && this.pending.length === 0) break;
       if (this.state === 'idle' || markdownOf(this.pending).length > MAX_MARKDOWN_PER_CALL) await this.sendBatch();
       else await this.stop();
     }
-    this.clearTimers(); // a call that ended meanwhile armed the keep-alive again
+    this.clearTimers(); // the last call armed the keep-alive again
     if (this.counted) this.options.pacer.closed();
     this.counted = false;
     const rest = this.unsent + markdownOf(this.pending);
@@ -109,7 +113,7 @@ export class SlackStream {
   }
 
   private schedule(): void {
-    if (this.timer !== undefined || this.pending.length === 0) return;
+    if (this.closing || this.timer !== undefined || this.pending.length === 0) return;
     const wait = Math.max(0, this.lastCallAt + this.options.pacer.intervalMs() - Date.now());
     this.timer = setTimeout(() => {
       this.timer = undefined;
@@ -201,7 +205,7 @@ export class SlackStream {
     if (this.keepAlive !== undefined) clearTimeout(this.keepAlive);
     this.keepAlive = setTimeout(() => {
       this.keepAlive = undefined;
-      if (this.state !== 'open' || this.running.size === 0 || this.pending.length > 0) return;
+      if (this.closing || this.state !== 'open' || this.running.size === 0 || this.pending.length > 0) return;
       this.pending.push(...[...this.running.values()].map((task): AnyChunk => ({ type: 'task_update', ...task })));
       this.schedule();
     }, this.options.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS);
