@@ -64,6 +64,8 @@ const envSchema = z.object({
   SLACK_APP_TOKEN: optionalString,
   SLACK_API_URL: url,
   PORT: integer(3000, 0, 65535),
+  /** `auto`: answers stream into the thread (chat.startStream), falling back where Slack will not; `off`: status message and replies. */
+  SLACK_STREAMING: z.preprocess(emptyToUndefined, z.enum(['auto', 'off']).default('auto')),
 
   OPENAI_API_KEY: requiredString('the API key of the OpenAI (or compatible) server'),
   OPENAI_BASE_URL: url,
@@ -132,7 +134,7 @@ const envSchema = z.object({
 type Env = z.infer<typeof envSchema>;
 
 export interface Config {
-  slack: { botToken: string; signingSecret?: string; appToken?: string; apiUrl?: string; port: number };
+  slack: { botToken: string; signingSecret?: string; appToken?: string; apiUrl?: string; port: number; streaming: 'auto' | 'off' };
   openai: { apiKey: string; baseUrl?: string; model: string };
   storage:
     | { backend: 'local'; dataDir: string }
@@ -353,6 +355,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       appToken: e.SLACK_APP_TOKEN,
       apiUrl: e.SLACK_API_URL,
       port: e.PORT,
+      streaming: e.SLACK_STREAMING,
     },
     openai: { apiKey: e.OPENAI_API_KEY, baseUrl: e.OPENAI_BASE_URL, model: e.OPENAI_MODEL },
     storage: storageFromEnv(e),

@@ -250,6 +250,42 @@ const MUTATIONS: Mutation[] = [
     tests: ['test/cloud-run-sessions.test.ts'],
     name: 'Stop inside a session',
   },
+  {
+    id: 'stream-no-recipient',
+    what: 'chat.startStream without the recipients Slack requires in channels',
+    file: 'controller/slack/slack-thread.ts',
+    search: 'recipient_user_id: recipient.userId,',
+    replace: '',
+    tests: ['test/e2e-slack-native.test.ts'],
+    name: 'a streamed turn',
+  },
+  {
+    id: 'stream-markdown-per-call',
+    what: 'a stream call carries more than 12,000 characters of markdown',
+    file: 'controller/slack/slack-stream.ts',
+    search: 'const MAX_MARKDOWN_PER_CALL = 12_000;',
+    replace: 'const MAX_MARKDOWN_PER_CALL = 120_000;',
+    tests: ['test/slack-stream.test.ts'],
+    name: 'long answer',
+  },
+  {
+    id: 'native-stop-anyone',
+    what: "Slack's own Stop stops the turn whoever pressed it",
+    file: 'controller/turn/running-turns.ts',
+    search: 'if (turn.thread === thread) return this.stop(id, user);',
+    replace: 'if (turn.thread === thread) return this.stop(id, turn.user);',
+    tests: ['test/running-turns.test.ts'],
+    name: "Slack's own Stop",
+  },
+  {
+    id: 'catch-up-bot-messages',
+    what: "the bot's own messages become context in the catch-up",
+    file: 'controller/turn/thread-catch-up.ts',
+    search: 'if (reply.botId !== undefined || reply.user === undefined',
+    replace: 'if (reply.user === undefined',
+    tests: ['test/thread-catch-up.test.ts'],
+    name: 'first turn reads the thread',
+  },
 ];
 
 type Outcome = 'caught' | 'MISSED' | 'stale' | 'error';

@@ -59,6 +59,20 @@ describe('agent loop', () => {
     expect((second.tools as { function: { name: string } }[])[0]!.function.name).toBe('execute');
   });
 
+  test('streaming mode: the text arrives in pieces as the model writes it; tool calls and token counts as before', async () => {
+    ai.enqueue({ content: 'Let me add them.', ...executeCall('print(1 + 2)'), usage: { total_tokens: 40 } }, { content: 'The sum is **3**, as computed.', usage: { total_tokens: 60 } });
+    const sandbox = new RecordingSandbox(() => ({ stdout: '3\n' }));
+    const pieces: string[] = [];
+    const outcome = await runTurn(input(sandbox, { streamText: true, onEvent: (event) => event.type === 'text' && pieces.push(event.text) }));
+    expect(outcome).toMatchObject({ stopReason: 'answered', answer: 'The sum is **3**, as computed.', steps: 1, usage: { totalTokens: 100 } });
+    expect(sandbox.requests.map((request) => request.code)).toStrictEqual(['print(1 + 2)']);
+    expect(pieces.length, 'more than one piece per reply').toBeGreaterThan(4);
+    expect(pieces.join('')).toBe('Let me add them.The sum is **3**, as computed.');
+    const requests = ai.requests.slice(-2).map((request) => request.body);
+    expect(requests.map((body) => [body.stream, body.stream_options])).toStrictEqual([[true, { include_usage: true }], [true, { include_usage: true }]]);
+    ai.assertExhausted();
+  });
+
   test('stops at the step limit and asks the model to answer without tools', async () => {
     ai.script(() => executeCall('print(1)'));
     const sandbox = new RecordingSandbox(() => ({ stdout: '1' }));

@@ -26,6 +26,7 @@ test('embedded defaults need only the Slack and OpenAI secrets', () => {
   expect(config.sandbox).toMatchObject({ backend: 'local', network: 'egress', isolation: 'required', session: true, sessionIdleSec: 600, maxSessions: 16 });
   expect(config.limits.workspaceMaxMb).toBe(2048);
   expect(config.notices).toStrictEqual([]);
+  expect(config.slack.streaming).toBe('auto');
 });
 
 test('isolation and network fail closed; their old values are read with a notice (issue 14)', () => {
@@ -50,6 +51,12 @@ test('the thread lease and the sweep: defaults that tell a dead instance\'s thre
   expect(loadConfig({ ...minimal, TURN_LEASE_SEC: '4', TURN_SWEEP_SEC: '1' }).coordination).toStrictEqual({ leaseMs: 4000, sweepMs: 1000 });
   expect(errorFor({ ...minimal, TURN_LEASE_SEC: '1' })).toMatch(/TURN_LEASE_SEC is invalid/);
   expect(errorFor({ ...minimal, TURN_SWEEP_SEC: 'often' })).toMatch(/TURN_SWEEP_SEC is invalid/);
+});
+
+test('SLACK_STREAMING is auto or off', () => {
+  expect(loadConfig({ ...minimal, SLACK_STREAMING: 'off' }).slack.streaming).toBe('off');
+  expect(loadConfig({ ...minimal, SLACK_STREAMING: '' }).slack.streaming).toBe('auto');
+  expect(errorFor({ ...minimal, SLACK_STREAMING: 'yes' })).toMatch(/^Configuration error: SLACK_STREAMING is invalid/);
 });
 
 test('each missing or wrong variable is named in one clear message', () => {

@@ -3,7 +3,7 @@
  * with the real WebClient against FakeSlack and a real LocalWorkspace on disk.
  */
 
-import { mkdir, mkdtemp, symlink, truncate } from 'node:fs/promises';
+import { mkdir, mkdtemp, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -161,6 +161,47 @@ describe('sharing workspace files into the thread', () => {
     expect(shares, '12 files in messages of at most 5').toHaveLength(3);
     expect(shares[0]?.text).toBe('Here are the 12 files of this thread:');
     expect(uploadsIn(other.threadTs)).toStrictEqual([]);
+    expect(slack.unexpected).toStrictEqual([]);
+  });
+
+  test('download sends files with awkward names under clean names and names what it cannot send', async () => {
+    const { threadTs, workspace } = newThread();
+    const longName = `${'長'.repeat(80)}.csv`; // 243 bytes: a name Linux accepts, longer than Slack needs
+    const deep = `${Array.from({ length: 40 }, (_, index) => `folder-number-${index}-with-a-long-name`).join('/')}/deep.txt`;
+    const awkward = new Map<string, string>([
+      ['report\nfinal.csv', 'newline'],
+      ['tab\tand\u0007bell.txt', 'control'],
+      ['\u202eevil.txt', 'override'],
+      [longName, 'long'],
+      ['.env', 'hidden'],
+      ['...', 'dots'],
+      [deep, 'deep'],
+    ]);
+    for (const [path, contents] of awkward) {
+      await mkdir(join(workspace.root, path, '..'), { recursive: true });
+      await writeFile(join(workspace.root, path), contents);
+    }
+    await writeFile(join(workspace.root, 'back\\slash.txt'), 'backslash');
+    await writeFile(join(workspace.root, 'empty\n.txt'), '');
+    const result = await runDownloadCommand({ thread: new WebSlackThread(client, 'C1', threadTs, silentLogger), workspace, logger: silentLogger, batchPauseMs: 0 });
+
+    const uploads = uploadsIn(threadTs);
+    expect(uploads.map((upload) => upload.bytes.toString()).sort(), 'every readable file was sent').toStrictEqual([...awkward.values()].sort());
+    const byContent = new Map(uploads.map((upload) => [upload.bytes.toString(), upload]));
+    expect(byContent.get('newline')).toMatchObject({ filename: 'report_final.csv', title: 'report_final.csv' });
+    expect(byContent.get('control')).toMatchObject({ filename: 'tab_and_bell.txt' });
+    expect(byContent.get('override')).toMatchObject({ filename: '_evil.txt' });
+    expect(byContent.get('hidden')).toMatchObject({ filename: '.env' });
+    expect(byContent.get('dots')).toMatchObject({ filename: 'file' });
+    expect(Buffer.byteLength(byContent.get('long')?.filename ?? '')).toBeLessThanOrEqual(180);
+    expect(byContent.get('long')?.filename).toMatch(/^長+\.csv$/);
+    expect(byContent.get('deep')?.title.length).toBeLessThanOrEqual(250);
+    for (const upload of uploads) expect(upload.filename + upload.title, 'no control character reaches Slack').not.toMatch(/[\u0000-\u001f\u007f\u202e]/);
+
+    expect(result.failed).toStrictEqual(['back\\slash.txt']);
+    const notes = notesIn(threadTs).join('\n');
+    expect(notes).toContain('I could not post `back\\slash.txt` (it could not be read from the workspace).');
+    expect(notes).toContain('empty, and Slack takes no empty file: `empty_.txt`');
     expect(slack.unexpected).toStrictEqual([]);
   });
 

@@ -80,6 +80,16 @@ describe('GcsWorkspace against fake GCS', () => {
     await expect(workspace.read('/etc/passwd')).rejects.toThrow(UnsafePathError);
   });
 
+  it('lists and reads back a file whose name code wrote with control characters (gcsfuse lets it), never a traversal', async () => {
+    const workspace = store.open(threadA);
+    const prefix = 'workspaces/T1/C1/1700000000.000100/';
+    fake.put(BUCKET, `${prefix}tab\there\u0007.csv`, Buffer.from('odd'));
+    fake.put(BUCKET, `${prefix}a/../../escape.txt`, Buffer.from('no'));
+    expect((await workspace.list()).map((entry) => entry.path)).toStrictEqual(['tab\there\u0007.csv']);
+    expect((await readAll(await workspace.read('tab\there\u0007.csv'))).toString()).toBe('odd');
+    await expect(workspace.write('tab\tnew.csv', 'x'), 'the bot itself never writes such a name').rejects.toThrow(UnsafePathError);
+  });
+
   it('streams a multi-megabyte file up in a chunked resumable upload and back intact', async () => {
     const workspace = store.open(threadA);
     const data = patterned(5 * 1024 * 1024 + 123);

@@ -12,6 +12,7 @@ import { loadHistory } from '../controller/agent/history.js';
 import { silentLogger } from '../controller/logger.js';
 import { LocalSandbox } from '../controller/sandbox/local/local-sandbox.js';
 import { toSlackMrkdwn } from '../controller/slack/mrkdwn.js';
+import { StreamPacer } from '../controller/slack/stream-pacer.js';
 import { runTurn } from '../controller/turn/run-turn.js';
 import { StatusEdits } from '../controller/turn/status-edits.js';
 import { TurnFailedError } from '../controller/turn/turn-ending.js';
@@ -97,7 +98,7 @@ describe('a turn with a scripted model and sandbox', () => {
         return readState<T>(name);
       };
       const failed = runTurn(
-        { config: testConfig(), model, sandbox, systemPrompt: '', statusEdits },
+        { config: testConfig(), model, sandbox, systemPrompt: '', statusEdits, pacer: new StreamPacer(0) },
         {
           mention: { key: workspace.key, user: 'U1', text: 'hi', ts: '1700000000.000100', files: [] },
           thread,

@@ -19,9 +19,9 @@ const valid = {
 };
 
 describe('runner protocol', () => {
-  test('the request file carries the step, its id, the limits and the output bound', () => {
+  test('the request file carries the step, its id, the limits, the output bound and asks for displays', () => {
     const json = stepRequestJson('step-1', { language: 'python', code: 'print(1)', timeoutSec: 30 }, DEFAULT_LIMITS, 1000);
-    expect(JSON.parse(json)).toStrictEqual({ id: 'step-1', language: 'python', code: 'print(1)', timeoutSec: 30, limits: DEFAULT_LIMITS, maxOutputBytes: 1000 });
+    expect(JSON.parse(json)).toStrictEqual({ id: 'step-1', language: 'python', code: 'print(1)', timeoutSec: 30, limits: DEFAULT_LIMITS, maxOutputBytes: 1000, displays: true });
     expect(() => stepRequestJson('step-1', { language: 'python', code: 'x', timeoutSec: Number.NaN }, DEFAULT_LIMITS, 1000)).toThrow();
   });
 
@@ -42,6 +42,21 @@ describe('runner protocol', () => {
     expect(problem(JSON.stringify({ ...valid, limit: 'patience' }))).toMatch(/limit/);
     expect(problem(JSON.stringify({ ...valid, error: 'boom' }))).toMatch(/error/);
     expect(problem(JSON.stringify(valid), 'step-2')).toBe('result.json belongs to step step-1, not step-2');
+  });
+
+  test('table displays are read, bounded again, and may only point at the runner\'s own CSV folder', () => {
+    const table = { kind: 'table', columns: ['region', 'x'.repeat(500)], indexColumns: 0, rows: Array.from({ length: 80 }, (_, row) => [`r${row}`, '1']), totalRows: 80, totalColumns: 2, text: 't'.repeat(10_000), csv: '.oi/displays/step-1/1.csv' };
+    const parsed = parseRunnerResult(JSON.stringify({ ...valid, displays: [table, { ...table, csv: 'secrets/../../x.csv' }] }), 'step-1');
+    if (!('result' in parsed)) throw new Error(parsed.problem);
+    const [first, second] = parsed.result.displays ?? [];
+    expect(first?.rows).toHaveLength(50);
+    expect(first?.columns[1]).toHaveLength(100);
+    expect(first?.text.length).toBeLessThanOrEqual(4_000);
+    expect(first?.csv).toBe('.oi/displays/step-1/1.csv');
+    expect(second).toBeDefined();
+    expect(second?.csv).toBeUndefined();
+    const malformed = parseRunnerResult(JSON.stringify({ ...valid, displays: [{ ...table, rows: 'many' }] }), 'step-1');
+    expect('problem' in malformed && malformed.problem).toMatch(/displays/);
   });
 
   test('a step the controller stopped names its limit with the setting, and the timeout has one name', () => {

@@ -46,6 +46,7 @@ function runStep(workspace: string, code: string, options: { maxOutputBytes?: nu
     timeoutSec,
     limits: { memoryMb: 2048, cpuSec: 60, maxProcesses: 256, maxFileMb: 100 },
     maxOutputBytes: options.maxOutputBytes ?? 100_000,
+    displays: true,
   };
   writeFileSync(join(stepDir, 'request.json'), JSON.stringify(request));
   const child = spawnSync(options.python ?? PYTHON, [RUNNER, '--workspace', workspace, '--step', id], {

@@ -38,6 +38,20 @@ describe('running turns', () => {
     expect(turns.map((turn) => turn.signal.aborted)).toStrictEqual([true, true]);
   });
 
+  test("Slack's own Stop names the thread: its running turn stops for the asker or an admin, not for someone else", () => {
+    const running = new RunningTurns(['UADMIN']);
+    const turn = running.start('U1', { thread: 'T1/C1/1.000100' });
+    const other = running.start('U1', { thread: 'T1/C1/2.000100' });
+    expect(running.stopThread('T1/C1/1.000100', 'U2')).toBe('not_allowed');
+    expect(turn.signal.aborted).toBe(false);
+    expect(running.stopThread('T1/C1/1.000100', 'U1')).toBe('stopped');
+    expect([turn.signal.aborted, other.signal.aborted]).toStrictEqual([true, false]);
+    expect(running.stopThread('T1/C1/2.000100', 'UADMIN')).toBe('stopped');
+    turn.finish();
+    expect(running.stopThread('T1/C1/1.000100', 'U1')).toBe('not_running');
+    expect(running.stopThread('T1/C1/9.000100', 'U1')).toBe('not_running');
+  });
+
   test('each turn has its own id', () => {
     const running = new RunningTurns([]);
     expect(running.start('U1').id).not.toBe(running.start('U1').id);

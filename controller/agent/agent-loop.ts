@@ -12,6 +12,8 @@ import { formatStepForModel } from './tool-output.js';
 
 export type AgentEvent =
   | { type: 'model_call'; stepsSoFar: number }
+  /** A piece of the model's text as it writes it (only with `streamText`). */
+  | { type: 'text'; text: string }
   | { type: 'step_started'; index: number; title: string; code: string; language: string }
   | { type: 'step_finished'; index: number; result: StepResult };
 
@@ -39,6 +41,8 @@ export interface AgentLoopInput {
   limits: TurnLimits;
   signal?: AbortSignal;
   onEvent?: (event: AgentEvent) => void;
+  /** Ask the model to stream its text: each piece comes as a `text` event. */
+  streamText?: boolean;
 }
 
 /** What the turn has done so far. */
@@ -92,6 +96,7 @@ function modelRequest(input: AgentLoopInput, turn: TurnState, mustAnswer: boolea
     tools: [EXECUTE_TOOL],
     toolChoice: mustAnswer ? 'none' : 'auto',
     ...(input.signal === undefined ? {} : { signal: input.signal }),
+    ...(input.streamText === true ? { onText: (text: string) => input.onEvent?.({ type: 'text', text }) } : {}),
   };
 }
 
@@ -133,11 +138,12 @@ async function runStep(input: AgentLoopInput, turn: TurnState, call: ToolCall, a
     turn.usage.sandboxMs += result.durationMs;
     input.onEvent?.({ type: 'step_finished', index, result });
     const { stdout, stderr, error, figures, durationMs } = result;
+    const tables = result.displays?.map((display) => display.text);
     turn.messages.push({
       role: 'tool',
       tool_call_id: call.id,
       content: formatStepForModel(result, input.limits.toolOutputChars),
-      meta: { step: { code: parsed.code, stdout, stderr, error, figures, durationMs } },
+      meta: { step: { code: parsed.code, stdout, stderr, error, figures, durationMs, ...(tables === undefined ? {} : { tables }) } },
     });
     return undefined;
   } catch (error) {

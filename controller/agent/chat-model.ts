@@ -20,6 +20,8 @@ export interface ModelRequest {
   /** `none` when the model must answer now (the step limit is reached). */
   toolChoice: 'auto' | 'none';
   signal?: AbortSignal;
+  /** Streaming mode: called with each piece of the reply's text as the model writes it. */
+  onText?: (delta: string) => void;
 }
 
 export interface ModelReply {
@@ -51,12 +53,12 @@ export class OpenAIChatModel implements ChatModel {
     // The openai client never removes its listener from the signal it gets; give each request its own
     // signal linked to the turn's, so a long turn does not pile listeners on the turn's signal.
     const requestSignal = linkedSignal(request.signal);
+    const body = { model: this.model, messages: request.messages, tools: request.tools, tool_choice: request.toolChoice };
     let completion: OpenAI.Chat.Completions.ChatCompletion;
     try {
-      completion = await this.client.chat.completions.create(
-        { model: this.model, messages: request.messages, tools: request.tools, tool_choice: request.toolChoice },
-        { signal: requestSignal.signal },
-      );
+      completion = request.onText === undefined
+        ? await this.client.chat.completions.create(body, { signal: requestSignal.signal })
+        : await streamed(this.client, body, request.onText, requestSignal.signal);
     } catch (error) {
       throw new ModelError(describeError(error), { cause: error, userMessage: describeModelFailure(error) });
     } finally {
@@ -69,6 +71,23 @@ export class OpenAIChatModel implements ChatModel {
       totalTokens: completion.usage?.total_tokens ?? 0,
     };
   }
+}
+
+/**
+ * The same completion through the openai client's streaming helper (`chat.completions.stream`,
+ * https://github.com/openai/openai-node/blob/master/helpers.md#chat-events): text pieces go to `onText` as they
+ * arrive, the helper assembles the whole completion (tool calls included), and `include_usage` makes the last
+ * chunk carry the token counts the budgets need.
+ */
+async function streamed(
+  client: OpenAI,
+  body: Pick<OpenAI.Chat.Completions.ChatCompletionCreateParams, 'model' | 'messages' | 'tools' | 'tool_choice'>,
+  onText: (delta: string) => void,
+  signal: AbortSignal,
+): Promise<OpenAI.Chat.Completions.ChatCompletion> {
+  const stream = client.chat.completions.stream({ ...body, stream_options: { include_usage: true } }, { signal });
+  stream.on('content', (delta) => onText(delta));
+  return stream.finalChatCompletion();
 }
 
 function describeModelFailure(error: unknown): string {

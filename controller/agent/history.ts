@@ -19,6 +19,8 @@ export interface MessageMeta {
     error: { name: string; value: string; traceback: string } | null;
     figures: string[];
     durationMs: number;
+    /** The compact text of the tables the step showed (issue 16), for the notebook's outputs. */
+    tables?: string[];
   };
 }
 

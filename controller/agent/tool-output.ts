@@ -15,6 +15,10 @@ export function formatStepForModel(result: StepResult, maxChars: number): string
     parts.push(`[files] ${changed.map((file) => `${file.path} (${file.change}, ${formatBytes(file.size)})`).join(', ')}`);
   }
   if (result.figures.length > 0) parts.push(`[figures shown to the user] ${result.figures.join(', ')}`);
+  // Tables are shown to the user as native tables; the model reads their compact text (issue 16).
+  for (const [index, display] of (result.displays ?? []).entries()) {
+    parts.push(`[table ${index + 1} shown to the user: ${display.totalRows} rows × ${display.totalColumns} columns]\n${display.text}`);
+  }
   if (result.unsaved.length > 0) {
     parts.push(`[not kept for the next step, re-create if needed] ${result.unsaved.join(', ')}`);
   }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { describeError } from '../errors.js';
-import type { ResourceLimits, StepLimitKind, StepRequest, StepResult } from './sandbox.js';
+import { truncateMiddle } from '../text.js';
+import type { ResourceLimits, StepLimitKind, StepRequest, StepResult, TableDisplay } from './sandbox.js';
 
 /**
  * The step protocol between the controller and sandbox-image/runner.py, the same for both backends
@@ -37,10 +38,29 @@ const stepRequestFileSchema = z.object({
   }),
   /** Bytes of stdout and of stderr kept (head and tail). */
   maxOutputBytes: z.number().int().positive(),
+  /** The controller shows tables from `displays` (issue 16): the runner then no longer prints their text to stdout. */
+  displays: z.literal(true),
 });
 
 /** Contents of `.oi/steps/<id>/request.json`. */
 export type StepRequestFile = z.infer<typeof stepRequestFileSchema>;
+
+/**
+ * The runner bounds a table (runner_bounds.py: 10 tables, 50 rows, 20 columns, 100 characters a cell, 4,000 of
+ * text); the controller bounds it again (boundDisplays) rather than refusing a whole result for one long cell.
+ */
+const tableDisplaySchema = z.object({
+  kind: z.literal('table'),
+  columns: z.array(z.string()),
+  indexColumns: z.number().int().nonnegative(),
+  rows: z.array(z.array(z.string())),
+  totalRows: z.number().int().nonnegative(),
+  totalColumns: z.number().int().nonnegative(),
+  text: z.string(),
+  csv: z.string().optional(),
+});
+
+const DISPLAY_CAPS = { tables: 10, rows: 50, columns: 20, cellChars: 100, textChars: 4_000 };
 
 const runnerResultSchema = z.object({
   id: z.string(),
@@ -55,6 +75,8 @@ const runnerResultSchema = z.object({
   notes: z.array(z.string()),
   /** Set by the runner when the user's code was stopped by a limit (the error names it). */
   limit: z.enum(['timeout', 'memory', 'cpu', 'processes', 'file_size']).optional(),
+  /** Tables the step showed (docs/runner-protocol.md, Displays). */
+  displays: z.array(tableDisplaySchema).optional(),
 });
 
 /** Contents of `.oi/steps/<id>/result.json`, written by runner.py (it mirrors these names field for field). */
@@ -62,7 +84,7 @@ export type RunnerResultFile = z.infer<typeof runnerResultSchema>;
 
 /** The request file of one step, as JSON; both backends write exactly this. */
 export function stepRequestJson(id: string, request: StepRequest, limits: ResourceLimits, maxOutputBytes: number): string {
-  const file: StepRequestFile = { id, language: request.language, code: request.code, timeoutSec: request.timeoutSec, limits, maxOutputBytes };
+  const file: StepRequestFile = { id, language: request.language, code: request.code, timeoutSec: request.timeoutSec, limits, maxOutputBytes, displays: true };
   return JSON.stringify(stepRequestFileSchema.parse(file));
 }
 
@@ -76,9 +98,24 @@ export function parseRunnerResult(text: string, stepId: string): { result: StepR
   }
   const parsed = runnerResultSchema.safeParse(json);
   if (!parsed.success) return { problem: `result.json does not match the protocol: ${z.prettifyError(parsed.error).replaceAll('\n', ' ')}` };
-  const { id, ...fields } = parsed.data;
+  const { id, displays, ...fields } = parsed.data;
   if (id !== stepId) return { problem: `result.json belongs to step ${id}, not ${stepId}` };
-  return { result: { ...fields, stepId, exitCode: 0 } };
+  return { result: { ...fields, ...(displays === undefined ? {} : { displays: boundDisplays(displays) }), stepId, exitCode: 0 } };
+}
+
+/** The runner's caps applied again: whatever the step's code wrote, a table stays small enough to show and to send. */
+function boundDisplays(displays: TableDisplay[]): TableDisplay[] {
+  const cut = (text: string, max: number) => (text.length <= max ? text : `${text.slice(0, max - 1)}…`);
+  const cells = (row: string[]) => row.slice(0, DISPLAY_CAPS.columns).map((cell) => cut(cell, DISPLAY_CAPS.cellChars));
+  return displays.slice(0, DISPLAY_CAPS.tables).map(({ csv, ...display }) => ({
+    ...display,
+    // Only the runner's own folder: the step's code could name any file of the workspace here.
+    ...(csv !== undefined && /^\.oi\/displays\/[\w-]+\/\d+\.csv$/.test(csv) ? { csv } : {}),
+    columns: cells(display.columns),
+    indexColumns: Math.min(display.indexColumns, DISPLAY_CAPS.columns),
+    rows: display.rows.slice(0, DISPLAY_CAPS.rows).map(cells),
+    text: truncateMiddle(display.text, DISPLAY_CAPS.textChars),
+  }));
 }
 
 /** The one sentence that names the limit a step hit, with its setting. */

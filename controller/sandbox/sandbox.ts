@@ -40,6 +40,26 @@ export interface ChangedFile {
 /** `workspace`: the thread's workspace reached SANDBOX_WORKSPACE_MAX_MB (the controller stops the step). */
 export type StepLimitKind = 'timeout' | 'memory' | 'cpu' | 'processes' | 'file_size' | 'workspace';
 
+/**
+ * A pandas DataFrame or Series the step showed (its last expression or `display()`), as runner.py describes it
+ * (docs/runner-protocol.md, Displays): the first rows as formatted text, the whole frame's size, a compact
+ * rendering for the model, and the whole frame as CSV in the workspace when `rows` do not carry all of it.
+ */
+export interface TableDisplay {
+  kind: 'table';
+  /** Index level names first (`indexColumns` of them), then the first data columns. */
+  columns: string[];
+  indexColumns: number;
+  rows: string[][];
+  /** Rows and data columns of the whole frame. */
+  totalRows: number;
+  totalColumns: number;
+  /** The compact rendering the model reads instead of a huge repr. */
+  text: string;
+  /** Workspace-relative path of the whole frame as CSV (`.oi/displays/<step>/<n>.csv`), valid until the next step starts. */
+  csv?: string;
+}
+
 /** What one step did. A failure of the user's code is data: `error` is set and nothing is thrown. */
 export interface StepResult {
   stepId: string;
@@ -59,6 +79,8 @@ export interface StepResult {
   notes: string[];
   /** Set when the step was ended by a limit; `error` then explains it in one sentence naming the limit. */
   limit?: StepLimitKind;
+  /** Tables the step showed (issue 16); absent when it showed none. */
+  displays?: TableDisplay[];
 }
 
 export interface RunOptions {

@@ -85,11 +85,15 @@ export async function ingestSlackFiles(options: IngestOptions): Promise<IngestRe
   return { saved, problems };
 }
 
-/** One line per file for the model, e.g. `I uploaded sales.csv to ./sales.csv (12 KB)`; '' when none. */
-export function describeUploadsForModel(saved: SavedUpload[]): string {
+/**
+ * One line per file for the model, e.g. `I uploaded sales.csv to ./sales.csv (12 KB)`; '' when none. `sharedBy`
+ * names someone else who shared the files in the thread (`<@U2>`).
+ */
+export function describeUploadsForModel(saved: SavedUpload[], sharedBy?: string): string {
+  const who = sharedBy === undefined ? 'I uploaded' : `${sharedBy} shared`;
   return saved
     .map((upload) => {
-      const line = `I uploaded ${upload.originalName} to ./${upload.path} (${formatBytes(upload.size)})`;
+      const line = `${who} ${upload.originalName} to ./${upload.path} (${formatBytes(upload.size)})`;
       if (!upload.renamed) return line;
       const safeName = sanitizeFileName(upload.originalName);
       return upload.path === safeName

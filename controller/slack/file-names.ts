@@ -58,3 +58,30 @@ function limitBytes(name: string, maxBytes: number): string {
   }
   return `${kept.replace(/[\s.]+$/, '') || 'file'}${extension}`;
 }
+
+/** Longest path shown as a file's title or in a message. */
+const MAX_PRINTABLE_CHARS = 250;
+
+/**
+ * A workspace file's name as sent to Slack (files.getUploadURLExternal `filename`): the base name of `path`
+ * with control characters (Python can write `report\n.csv`) and direction overrides shown as `_`, at most
+ * MAX_NAME_BYTES with the extension kept, `file` when nothing is left. A hidden file keeps its leading dot: it is
+ * sent, under its own name. Slack documents no rule for file names, so the bot sends only names a person can read.
+ */
+export function sendableFileName(path: string): string {
+  const base = printable(path.split('/').pop() ?? '').trim();
+  return base.replace(/^\.+$/, '') === '' ? 'file' : limitBytes(base, MAX_NAME_BYTES);
+}
+
+/** A workspace path as a title or in a sentence: control characters shown as `_`, at most MAX_PRINTABLE_CHARS (middle cut). */
+export function printablePath(path: string): string {
+  const text = printable(path);
+  if (text.length <= MAX_PRINTABLE_CHARS) return text;
+  const half = Math.floor((MAX_PRINTABLE_CHARS - 1) / 2);
+  return `${text.slice(0, half)}…${text.slice(text.length - half)}`;
+}
+
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is replaced here
+  return text.normalize('NFC').replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '_');
+}

@@ -15,6 +15,8 @@ import type { Logger } from '../logger.js';
 /** Slack refuses files over 1 GB. */
 const SLACK_MAX_FILE_BYTES = 1024 * 1024 * 1024;
 export const TOO_LARGE_FOR_SLACK = 'larger than the 1 GB Slack accepts';
+/** The file could not be opened (a name the workspace refuses to read, or it is gone): trying again will not help. */
+export const CANNOT_READ = 'it could not be read from the workspace';
 
 export interface UploadSource {
   /** Shown in Slack under the file (a workspace path, so sub-folders stay visible); the key in UploadOutcome. */
@@ -22,6 +24,18 @@ export interface UploadSource {
   filename: string;
   size: number;
   open(): Promise<Readable>;
+}
+
+/** An in-memory file (an answer, a notebook, a table) as an upload source: the same streamed path as workspace files. */
+export function bufferSource(filename: string, content: Buffer, title = filename): UploadSource {
+  return { title, filename, size: content.length, open: async () => Readable.from([content]) };
+}
+
+/** Uploads one file and throws when Slack did not take it (for files whose loss must fail the caller). */
+export async function uploadOrThrow(upload: (files: UploadSource[]) => Promise<UploadOutcome>, file: UploadSource): Promise<void> {
+  const outcome = await upload([file]);
+  const reason = outcome.failed.get(file.title);
+  if (reason !== undefined) throw new Error(`${file.filename} was not posted: ${reason}`);
 }
 
 export interface UploadOutcome {
@@ -47,12 +61,21 @@ export async function uploadStreams(options: {
       failed.set(file.title, TOO_LARGE_FOR_SLACK);
       continue;
     }
+    let data: Readable;
+    try {
+      data = await file.open();
+    } catch (error) {
+      logger.warn('file to upload could not be opened', { bytes: file.size, error: describeError(error) });
+      failed.set(file.title, CANNOT_READ);
+      continue;
+    }
     try {
       const target = await client.files.getUploadURLExternal({ filename: file.filename, length: file.size });
       if (!target.upload_url || !target.file_id) throw new Error('files.getUploadURLExternal returned no upload URL');
-      await sendBytes(target.upload_url, await file.open(), file.size);
+      await sendBytes(target.upload_url, data, file.size);
       ready.push({ id: target.file_id, title: file.title });
     } catch (error) {
+      data.destroy();
       logger.warn('file upload to Slack failed', { bytes: file.size, error: describeError(error) });
       failed.set(file.title, 'the upload failed');
     }

@@ -18,6 +18,8 @@ export interface MentionHandler {
   handleMention(mention: Mention): Promise<void>;
   /** A Stop click by `user`: undefined when the turn was stopped, else a sentence for the clicker. */
   stopTurn(turnId: string, user: string): Promise<string | undefined>;
+  /** Slack's own Stop control in a thread (agent_session_stopped), by `user`: like stopTurn. */
+  stopThreadTurn(key: ThreadKey, user: string): Promise<string | undefined>;
   /** True when the bot already has a conversation in this thread (replies without a mention continue it). */
   knowsThread(key: ThreadKey): Promise<boolean>;
 }
@@ -34,6 +36,9 @@ interface MessageLikeEvent {
   team?: string;
   files?: SlackFileRef[];
   channel_type?: string;
+  hidden?: boolean;
+  /** The message an edit or a reply event is about. */
+  message?: unknown;
 }
 
 interface EventContext {
@@ -85,6 +90,16 @@ export function registerListeners(app: App, handler: MentionHandler, options: { 
     await client.chat.postEphemeral({ channel, user: body.user.id, thread_ts: thread, text: reply });
   });
 
+  // Slack's own Stop control of the thread's agent session (https://docs.slack.dev/reference/events/agent_session_stopped):
+  // the event names the thread and who pressed it; the team is on the envelope. Slack has already stopped the
+  // app's streams in that thread and leaves the session's status to the app.
+  app.event('agent_session_stopped', async ({ event, body, context, client }) => {
+    const key = { team: body.team_id ?? context.teamId ?? 'T0', channel: event.channel, threadTs: event.thread_ts };
+    const reply = await handler.stopThreadTurn(key, event.user);
+    if (reply === undefined) return;
+    await client.chat.postEphemeral({ channel: event.channel, user: event.user, thread_ts: event.thread_ts, text: reply });
+  });
+
   app.error(async (error) => {
     logger.error('slack app error', { error: describeError(error) });
   });
@@ -103,8 +118,10 @@ interface Ignored {
 function mentionFilter(): (event: MessageLikeEvent, context: EventContext, explicit?: boolean) => Mention | Ignored {
   const recent = new RecentKeys();
   return (event, { body, botUserId, teamId }, explicit = true) => {
-    // Messages from bots (ourselves included) never start anything.
+    // Messages from bots (ourselves included) never start anything; neither do events about another message
+    // (a thread parent's new reply_count arrives as a hidden message_changed, or message_replied without subtype).
     if (event.bot_id !== undefined || event.user === undefined || event.user === botUserId) return { ignored: 'from a bot' };
+    if (event.hidden === true || event.message !== undefined) return { ignored: 'about another message' };
     if (event.subtype !== undefined && event.subtype !== 'file_share' && event.subtype !== 'thread_broadcast') return { ignored: `subtype ${event.subtype}` };
     // One message can arrive as app_mention and as message, and a delivery can be retried.
     if (body.event_id !== undefined && !recent.firstTime(`event:${body.event_id}`)) return { ignored: 'event_id seen' };
@@ -117,6 +134,7 @@ function mentionFilter(): (event: MessageLikeEvent, context: EventContext, expli
       files: event.files ?? [],
       explicit,
       ...(body.event_id === undefined ? {} : { eventId: body.event_id }),
+      ...(botUserId === undefined ? {} : { botUserId }),
     };
   };
 }

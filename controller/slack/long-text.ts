@@ -1,3 +1,4 @@
+import { bufferSource, uploadOrThrow } from './file-upload.js';
 import { splitForSlack } from './mrkdwn.js';
 import type { SlackThread } from './slack-thread.js';
 
@@ -14,7 +15,7 @@ export async function postLongText(thread: SlackThread, text: string, options: {
   if (text.length > ATTACH_ABOVE_CHARS) {
     const head = splitForSlack(text, PART_CHARS)[0] ?? '';
     await thread.post({ text: `${head}\n\n_The answer is long: the whole text is attached as a file._` });
-    await thread.uploadFile({ filename: 'answer.md', title: 'answer.md', content: Buffer.from(options.fullMarkdown ?? text, 'utf8') });
+    await uploadOrThrow((files) => thread.uploadFiles(files), bufferSource('answer.md', Buffer.from(options.fullMarkdown ?? text, 'utf8')));
     return;
   }
   for (const part of splitForSlack(text, PART_CHARS)) {

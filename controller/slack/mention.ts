@@ -13,6 +13,8 @@ export interface Mention {
   explicit?: boolean;
   /** The Events API event_id that carried it: the key of its de-duplication across instances. */
   eventId?: string;
+  /** The bot's own user id, when the transport knows it (the thread catch-up leaves out messages that mention it). */
+  botUserId?: string;
 }
 
 /** The parts of a Slack file object that we use. */

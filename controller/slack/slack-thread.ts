@@ -1,8 +1,9 @@
-import type { KnownBlock } from '@slack/types';
+import type { AnyChunk, KnownBlock } from '@slack/types';
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from '../logger.js';
 import { uploadStreams, type UploadOutcome, type UploadSource } from './file-upload.js';
 import type { SlackFileRef } from './mention.js';
+import { readThreadReplies, type ThreadReply } from './thread-replies.js';
 
 /**
  * One Slack thread, bound once per mention to (client, channel, thread_ts): everything the bot does in a
@@ -21,12 +22,29 @@ export interface SlackThread {
   update(ts: string, message: ThreadMessage): Promise<void>;
   /** assistant.threads.setStatus (Slack's "is working…" line); throws where the app type does not allow it. */
   setStatus(status: string): Promise<void>;
-  /** files.uploadV2 of one in-memory file (an answer, a notebook); throws when Slack refuses it. */
-  uploadFile(file: { filename: string; title: string; content: Buffer; initialComment?: string }): Promise<void>;
+  /**
+   * agents.sessions.setStatus of this thread's agent session (https://docs.slack.dev/reference/methods/agents.sessions.setStatus):
+   * `processing` while a turn runs shows Slack's own Stop control, `active` after. Resolves true when that control
+   * is shown: Slack accepted the status without the warning `missing_agent_session_stopped_event_subscription`.
+   * Throws when Slack refuses it (not an agent app, feature disabled).
+   */
+  setSessionStatus(status: 'processing' | 'active', options?: { title?: string }): Promise<boolean>;
+  /**
+   * chat.startStream (https://docs.slack.dev/reference/methods/chat.startStream): a streamed reply in the thread,
+   * started with `chunks` (so every later call sends chunks too); `recipient` is required in channels. Resolves
+   * with the streaming message's ts.
+   */
+  startStream(recipient: StreamRecipient, chunks: AnyChunk[]): Promise<string>;
+  /** chat.appendStream (https://docs.slack.dev/reference/methods/chat.appendStream) of chunks. */
+  appendStream(ts: string, chunks: AnyChunk[]): Promise<void>;
+  /** chat.stopStream (https://docs.slack.dev/reference/methods/chat.stopStream) with the last chunks. */
+  stopStream(ts: string, chunks: AnyChunk[]): Promise<void>;
   /** Files streamed into one message (files.getUploadURLExternal, bytes, files.completeUploadExternal). */
   uploadFiles(files: UploadSource[], options?: { initialComment?: string }): Promise<UploadOutcome>;
   /** The files of one message of the thread, read back with conversations.replies ([] when it has none). */
   messageFiles(messageTs: string): Promise<SlackFileRef[]>;
+  /** The thread's messages after `after` (all when undefined) up to `upTo` included, earliest first (thread-replies.ts). */
+  readReplies(window: { after?: string; upTo: string }): Promise<ThreadReply[]>;
   /** files.info: a file's details (the download URL) when an event left them out. */
   fileInfo(fileId: string): Promise<SlackFileRef | undefined>;
   /** The thread's messages after `ts`, oldest first, at most `limit` (conversations.replies): to find one of the bot's. */
@@ -38,6 +56,12 @@ export interface PostedMessage {
   ts: string;
   text?: string;
   blocks?: KnownBlock[];
+}
+
+/** Who a streamed reply is for: Slack requires both outside direct messages. */
+export interface StreamRecipient {
+  userId: string;
+  teamId: string;
 }
 
 export interface ThreadMessage {
@@ -86,15 +110,38 @@ export class WebSlackThread implements SlackThread {
     await this.client.assistant.threads.setStatus({ channel_id: this.channel, thread_ts: this.threadTs, status });
   }
 
-  async uploadFile(file: { filename: string; title: string; content: Buffer; initialComment?: string }): Promise<void> {
-    await this.client.files.uploadV2({
+  async setSessionStatus(status: 'processing' | 'active', options: { title?: string } = {}): Promise<boolean> {
+    const response = await this.client.agents.sessions.setStatus({
       channel_id: this.channel,
       thread_ts: this.threadTs,
-      filename: file.filename,
-      title: file.title,
-      file: file.content,
-      ...(file.initialComment === undefined ? {} : { initial_comment: file.initialComment }),
+      status,
+      ...(options.title === undefined ? {} : { title: options.title }),
     });
+    // Without the event subscription Slack shows a spinner instead of a Stop button, and says so in a warning
+    // (https://docs.slack.dev/reference/events/agent_session_stopped).
+    const warnings = [response.warning ?? '', ...(response.response_metadata?.warnings ?? [])].join(',');
+    return !warnings.includes('missing_agent_session_stopped_event_subscription');
+  }
+
+  async startStream(recipient: StreamRecipient, chunks: AnyChunk[]): Promise<string> {
+    const response = await this.client.chat.startStream({
+      channel: this.channel,
+      thread_ts: this.threadTs,
+      recipient_user_id: recipient.userId,
+      recipient_team_id: recipient.teamId,
+      task_display_mode: 'timeline',
+      chunks,
+    });
+    if (response.ts === undefined) throw new Error('chat.startStream returned no ts');
+    return response.ts;
+  }
+
+  async appendStream(ts: string, chunks: AnyChunk[]): Promise<void> {
+    await this.client.chat.appendStream({ channel: this.channel, ts, chunks });
+  }
+
+  async stopStream(ts: string, chunks: AnyChunk[]): Promise<void> {
+    await this.client.chat.stopStream({ channel: this.channel, ts, ...(chunks.length === 0 ? {} : { chunks }) });
   }
 
   uploadFiles(files: UploadSource[], options: { initialComment?: string } = {}): Promise<UploadOutcome> {
@@ -112,6 +159,10 @@ export class WebSlackThread implements SlackThread {
     });
     const message = answer.messages?.find((candidate) => candidate.ts === messageTs);
     return (message?.files ?? []) as SlackFileRef[];
+  }
+
+  readReplies(window: { after?: string; upTo: string }): Promise<ThreadReply[]> {
+    return readThreadReplies(this.client, { channel: this.channel, threadTs: this.threadTs, ...window });
   }
 
   async fileInfo(fileId: string): Promise<SlackFileRef | undefined> {

@@ -30,7 +30,15 @@ export class StatusMessage {
     private readonly turnId: string,
     private readonly intervalMs: number,
     private readonly logger: Logger,
+    /** Compact: a headline and the Stop button only, the steps being shown elsewhere (a streamed reply). */
+    private compact = false,
   ) {}
+
+  /** From now on the steps are shown here too (the streamed reply that showed them stopped). */
+  expand(): void {
+    this.compact = false;
+    this.touch();
+  }
 
   /** Posts the status message; resolves with its ts. */
   async start(): Promise<string | undefined> {
@@ -116,7 +124,7 @@ export class StatusMessage {
         ? this.headline
         : `:hourglass_flowing_sand: ${this.phase === 'thinking' ? 'Thinking' : 'Running'}… ${this.steps.length === 0 ? '' : `step ${this.steps.length} · `}${elapsed}`;
     const blocks: KnownBlock[] = [{ type: 'section', text: { type: 'mrkdwn', text: header } }];
-    const body = renderSteps(this.steps, this.phase !== 'done');
+    const body = this.compact ? '' : renderSteps(this.steps, this.phase !== 'done');
     if (body !== '') blocks.push({ type: 'section', text: { type: 'mrkdwn', text: body } });
     if (this.phase !== 'done') {
       blocks.push({

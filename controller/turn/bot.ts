@@ -12,6 +12,7 @@ import type { Mention } from '../slack/mention.js';
 import type { SlackThread, SlackThreadFactory } from '../slack/slack-thread.js';
 import { DeliveryRecords } from '../workspace/deliveries.js';
 import type { TurnJournal } from '../workspace/held-lease.js';
+import { StreamPacer } from '../slack/stream-pacer.js';
 import { threadPath, type ThreadKey } from '../workspace/thread-key.js';
 import { ThreadLeases } from '../workspace/thread-lease.js';
 import type { WorkspaceStore } from '../workspace/workspace.js';
@@ -24,6 +25,7 @@ import { StatusEdits } from './status-edits.js';
 import { tellInterrupted } from './interrupted-turn.js';
 import { ThreadScheduler } from './thread-scheduler.js';
 import { failureText, TurnInterruption } from './turn-ending.js';
+import { setSessionStatus } from './turn-view.js';
 
 export interface BotDependencies {
   config: Config;
@@ -66,7 +68,8 @@ export class Bot implements MentionHandler {
       { maxConcurrentTurns: config.limits.maxConcurrentTurns, leaseMs: config.coordination.leaseMs, sweepMs: config.coordination.sweepMs, logger },
     );
     this.running = new RunningTurns(config.access.adminUsers);
-    this.turnDependencies = { config, model, sandbox, systemPrompt, statusEdits: this.statusEdits };
+    const pacer = new StreamPacer(config.statusIntervalMs);
+    this.turnDependencies = { config, model, sandbox, systemPrompt, statusEdits: this.statusEdits, pacer };
   }
 
   /**
@@ -94,9 +97,22 @@ export class Bot implements MentionHandler {
   /** Stop: the turn runs here, or on another instance (then it stops at that instance's next lease renewal). */
   async stopTurn(turnId: string, user: string): Promise<string | undefined> {
     let outcome = this.running.stop(turnId, user);
-    const { adminUsers } = this.deps.config.access;
-    if (outcome === 'not_running') outcome = await this.scheduler.requestStop(turnId, user, (mention) => mention.user === user || adminUsers.includes(user));
+    if (outcome === 'not_running') outcome = await this.scheduler.requestStop(turnId, user, (mention) => this.mayStop(mention, user));
     this.deps.logger.info('stop requested', { outcome });
+    return stopReply(outcome);
+  }
+
+  /**
+   * Slack's own Stop control, exactly like the button. Slack stops the thread's streams itself and leaves the
+   * session `processing`: when the turn goes on (someone else pressed it) it stays `processing`, set again so the
+   * control comes back; when nothing runs the session goes back to `active`. A stopped turn ends as every Stop.
+   */
+  async stopThreadTurn(key: ThreadKey, user: string): Promise<string | undefined> {
+    const log = this.deps.logger.child({ thread: threadPath(key), user });
+    let outcome = this.running.stopThread(threadPath(key), user);
+    if (outcome === 'not_running') outcome = await this.scheduler.requestThreadStop(key, user, (mention) => this.mayStop(mention, user));
+    log.info('stop requested', { outcome, from: 'agent_session_stopped' });
+    if (outcome !== 'stopped') await setSessionStatus(this.deps.threads(key.channel, key.threadTs, log), outcome === 'not_allowed' ? 'processing' : 'active', log);
     return stopReply(outcome);
   }
 
@@ -142,7 +158,8 @@ export class Bot implements MentionHandler {
       await thread.post({ text: NOT_ALLOWED_TEXT });
       return 'refused';
     }
-    if (parseCommand(mention.text) === 'empty' && mention.files.length === 0) {
+    // An empty mention is a request for help, unless its message has files (the event may have left them out).
+    if (parseCommand(mention.text) === 'empty' && mention.files.length === 0 && !(await hasFiles(thread, mention.ts))) {
       await thread.post({ text: HELP_TEXT });
       return 'help';
     }
@@ -175,8 +192,8 @@ export class Bot implements MentionHandler {
       return;
     }
     if (command === 'notebook') return runNotebookCommand({ thread, workspace, logger: log });
-    // Only model turns have a status message with a Stop button; it carries the turn's id from the journal.
-    const turn = this.running.start(mention.user, scheduled.id);
+    // Only model turns have a Stop control; the button carries the turn's id from the journal, Slack's names the thread.
+    const turn = this.running.start(mention.user, { id: scheduled.id, thread: threadPath(mention.key) });
     try {
       const signal = AbortSignal.any([turn.signal, scheduled.signal]);
       await runTurn(this.turnDependencies, { mention, thread, workspace, turnId: turn.id, signal, log, onStatusPosted: scheduled.onStatusPosted });
@@ -201,6 +218,11 @@ export class Bot implements MentionHandler {
     }
   }
 
+  /** The rule of RunningTurns, for a turn another instance runs: who asked for it, or an admin. */
+  private mayStop(mention: Mention, user: string): boolean {
+    return mention.user === user || this.deps.config.access.adminUsers.includes(user);
+  }
+
   private isAllowed(mention: Mention): boolean {
     const { allowedChannels, allowedUsers, adminUsers } = this.deps.config.access;
     if (adminUsers.includes(mention.user)) return true;
@@ -208,4 +230,9 @@ export class Bot implements MentionHandler {
     if (allowedUsers.length > 0 && !allowedUsers.includes(mention.user)) return false;
     return true;
   }
+}
+
+/** The message has files on Slack's side (read back: events may arrive before their files). */
+async function hasFiles(thread: SlackThread, messageTs: string): Promise<boolean> {
+  return (await thread.messageFiles(messageTs).catch(() => [])).length > 0;
 }

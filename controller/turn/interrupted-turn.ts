@@ -37,5 +37,7 @@ export async function tellInterrupted(
     await thread.update(statusTs, finishedStatus(INTERRUPTED_TURN.headline)).catch((error: unknown) => log.warn('status update failed', { error: describeError(error) }));
   }
   await thread.setStatus('').catch(() => {});
+  // Slack's own Stop control stays while the thread's agent session says `processing` (turn-view.ts).
+  await thread.setSessionStatus('active', {}).catch(() => {});
   await thread.post({ text: INTERRUPTED_TURN.message });
 }

@@ -1,8 +1,8 @@
-import { posix } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { TOO_LARGE_FOR_SLACK, type UploadSource } from '../slack/file-upload.js';
+import { printablePath, sendableFileName } from '../slack/file-names.js';
+import { CANNOT_READ, TOO_LARGE_FOR_SLACK, type UploadSource } from '../slack/file-upload.js';
 import type { SlackThread } from '../slack/slack-thread.js';
 import type { FileEntry, Workspace } from '../workspace/workspace.js';
 
@@ -47,7 +47,7 @@ export async function postFilesInBatches(options: {
 export function describeFailures(failed: Map<string, string>): string {
   const list = [...failed].slice(0, 10).map(([path, reason]) => `\`${path}\` (${reason})`);
   const more = failed.size > 10 ? ` and ${failed.size - 10} more` : '';
-  const retryable = [...failed.values()].some((reason) => reason !== TOO_LARGE_FOR_SLACK);
+  const retryable = [...failed.values()].some((reason) => reason !== TOO_LARGE_FOR_SLACK && reason !== CANNOT_READ);
   return `:warning: I could not post ${list.join(', ')}${more}.${retryable ? ' Write `download` to try again.' : ''}`;
 }
 
@@ -58,7 +58,10 @@ export async function postNote(thread: SlackThread, text: string, logger: Logger
   });
 }
 
-/** A workspace file as Slack sees it: named by its base name, titled by its path (sub-folders stay visible). */
+/**
+ * A workspace file as Slack sees it: named by its base name, titled by its path (sub-folders stay visible), both
+ * cleaned of what a person cannot read (file-names.ts), so an odd name is sent under a clean one, never dropped.
+ */
 function uploadSource(workspace: Workspace, file: Pick<FileEntry, 'path' | 'size'>): UploadSource {
-  return { title: file.path, filename: posix.basename(file.path), size: file.size, open: () => workspace.read(file.path) };
+  return { title: printablePath(file.path), filename: sendableFileName(file.path), size: file.size, open: () => workspace.read(file.path) };
 }

@@ -1,21 +1,22 @@
-import { runAgentLoop, type AgentEvent, type TurnOutcome } from '../agent/agent-loop.js';
+import { runAgentLoop, type TurnOutcome } from '../agent/agent-loop.js';
 import type { ChatModel } from '../agent/chat-model.js';
 import { appendHistory, loadHistory, type HistoryMessage } from '../agent/history.js';
 import type { Config } from '../config.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Sandbox, SandboxSession } from '../sandbox/sandbox.js';
-import { postLongText } from '../slack/long-text.js';
 import type { Mention } from '../slack/mention.js';
-import { toSlackMrkdwn } from '../slack/mrkdwn.js';
 import type { SlackThread } from '../slack/slack-thread.js';
-import { StatusMessage } from '../slack/status-message.js';
+import type { StreamPacer } from '../slack/stream-pacer.js';
 import { countOf, formatDuration } from '../text.js';
 import type { Workspace } from '../workspace/workspace.js';
 import { loadThreadUsage, saveThreadUsage, threadCapReached, turnLimits, usageFooter, type ThreadUsage } from './budgets.js';
 import { shareTurnFiles, TurnFiles } from './share-turn-files.js';
 import type { StatusEdits } from './status-edits.js';
+import { postStepTables, showingTables } from './step-tables.js';
+import { StreamView } from './stream-view.js';
 import { describeEnding, FAILED_TURN, threadBudgetEnding, TurnFailedError } from './turn-ending.js';
+import { setSessionStatus, StatusView, type TurnView, type ViewContext } from './turn-view.js';
 import { buildUserMessage } from './user-message.js';
 
 /**
@@ -31,6 +32,8 @@ export interface TurnDependencies {
   sandbox: Sandbox;
   systemPrompt: string;
   statusEdits: StatusEdits;
+  /** Slack's rate tiers for streamed replies, shared by every turn. */
+  pacer: StreamPacer;
 }
 
 export interface TurnContext {
@@ -53,15 +56,16 @@ interface TurnProgress {
 }
 
 export async function runTurn(deps: TurnDependencies, turn: TurnContext): Promise<void> {
-  const status = new StatusMessage(turn.thread, turn.turnId, deps.config.statusIntervalMs, turn.log);
   const progress: TurnProgress = { historySaved: false };
   let session: SandboxSession | undefined;
+  let view: TurnView | undefined;
+  // Slack's own Stop control while the turn runs; the session goes back to `active` whatever happens.
+  const nativeStop = await setSessionStatus(turn.thread, 'processing', turn.log, turn.mention.text);
   try {
     // The session first: a backend may start warming up while the status message is posted.
     session = deps.sandbox.session(turn.workspace);
-    const statusTs = await status.start();
-    if (statusTs !== undefined) turn.onStatusPosted?.(statusTs);
-    await answer(deps, turn, { session, status, progress });
+    view = await openTurnView(deps, turn, nativeStop);
+    await answer(deps, turn, { session, view, progress });
   } catch (error) {
     if (!progress.historySaved) {
       const userMessage = progress.userMessage ?? { role: 'user', content: turn.mention.text, meta: { ts: turn.mention.ts, user: turn.mention.user } };
@@ -69,16 +73,25 @@ export async function runTurn(deps: TurnDependencies, turn: TurnContext): Promis
         turn.log.error('history not saved', { error: describeError(saveError) }),
       );
     }
-    deps.statusEdits.track(status.finish(FAILED_TURN.headline), turn.log);
+    view?.fail(FAILED_TURN.headline);
     throw new TurnFailedError(error);
   } finally {
     await session?.release().catch((error: unknown) => turn.log.warn('sandbox session not released', { error: describeError(error) }));
+    await setSessionStatus(turn.thread, 'active', turn.log);
   }
+}
+
+/** Streamed when SLACK_STREAMING=auto (falling back by itself), else the status message and replies (turn-view.ts). */
+async function openTurnView(deps: TurnDependencies, turn: TurnContext, nativeStop: boolean): Promise<TurnView> {
+  const context: ViewContext = { ...deps, ...turn };
+  const view = deps.config.slack.streaming === 'auto' ? new StreamView(context, { nativeStop }) : new StatusView(context);
+  await view.start();
+  return view;
 }
 
 interface TurnParts {
   session: SandboxSession;
-  status: StatusMessage;
+  view: TurnView;
   progress: TurnProgress;
 }
 
@@ -92,8 +105,7 @@ async function answer(deps: TurnDependencies, turn: TurnContext, parts: TurnPart
   const capReached = threadCapReached(config.budgets, usage.used);
   if (capReached !== undefined) {
     const ending = threadBudgetEnding(capReached);
-    deps.statusEdits.track(parts.status.finish(ending.headline), turn.log);
-    await postLongText(turn.thread, ending.message);
+    await parts.view.finish({ headline: ending.headline, answer: '', endingMessage: ending.message, footer: '' });
     await appendHistory(turn.workspace, [userMessage, historyNote(ending.historyNote)]);
     parts.progress.historySaved = true;
     return;
@@ -102,25 +114,20 @@ async function answer(deps: TurnDependencies, turn: TurnContext, parts: TurnPart
   const files = new TurnFiles();
   const outcome = await runAgentLoop({
     model: deps.model,
-    session: parts.session,
+    session: showingTables(parts.session, (result, step) => postStepTables({ ...turn, result, step, logger: turn.log })),
     systemPrompt: deps.systemPrompt,
     history,
     userMessage,
     limits: turnLimits(config, usage.used),
     signal: turn.signal,
+    streamText: parts.view.streamsText,
     onEvent: (event) => {
-      showProgress(parts.status, event);
+      parts.view.show(event);
       if (event.type === 'step_finished') files.collect(event.result);
     },
   });
   const elapsed = formatDuration(Date.now() - startedAt);
   await finishTurn(deps, turn, parts, { outcome, usage, files, elapsed });
-}
-
-function showProgress(status: StatusMessage, event: AgentEvent): void {
-  if (event.type === 'model_call') status.thinking();
-  else if (event.type === 'step_started') status.stepStarted(event.index, event.title, event.code, event.language);
-  else status.stepFinished(event.index, event.result);
 }
 
 /** History first (whatever happens to the Slack calls after, the turn is not lost), then the thread. */
@@ -143,11 +150,12 @@ async function finishTurn(
   parts.progress.historySaved = true;
   await saveThreadUsage(turn.workspace, usage, outcome.usage, log);
 
-  deps.statusEdits.track(parts.status.finish(`${ending.icon} ${ending.headline} · ${countOf(outcome.steps, 'step')} · ${done.elapsed}`), log);
-  const footer = usageFooter(config.budgets, outcome.usage);
-  const answered = outcome.answer.trim() !== '';
-  if (answered) await postLongText(thread, toSlackMrkdwn(outcome.answer) + footer, { fullMarkdown: outcome.answer });
-  if (ending.message !== undefined) await postLongText(thread, ending.message + (answered ? '' : footer));
+  await parts.view.finish({
+    headline: `${ending.icon} ${ending.headline} · ${countOf(outcome.steps, 'step')} · ${done.elapsed}`,
+    answer: outcome.answer,
+    ...(ending.message === undefined ? {} : { endingMessage: ending.message }),
+    footer: usageFooter(config.budgets, outcome.usage),
+  });
   if (!files.isEmpty) {
     await shareTurnFiles({ thread, workspace: turn.workspace, paths: [...files.paths], figures: files.figures, max: config.limits.maxSharedFilesPerTurn, logger: log });
   }

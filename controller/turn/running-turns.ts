@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 
 /**
  * Stop: the model turns running now, each with the AbortController that stops it. The status message's Stop
- * button carries the turn's id; only the person who started the turn or an admin may stop it. Stopping
- * aborts the turn's signal: the agent loop ends, and the sandbox kills the running step.
+ * button carries the turn's id; Slack's own Stop control (the agent_session_stopped event) names the thread.
+ * Either way only the person who started the turn or an admin may stop it. Stopping aborts the turn's signal:
+ * the agent loop ends, and the sandbox kills the running step.
  */
 
 export type StopOutcome = 'stopped' | 'not_allowed' | 'not_running';
@@ -16,14 +17,16 @@ export interface RunningTurn {
 }
 
 export class RunningTurns {
-  private readonly turns = new Map<string, { controller: AbortController; user: string }>();
+  private readonly turns = new Map<string, { controller: AbortController; user: string; thread?: string }>();
 
   constructor(private readonly adminUsers: readonly string[]) {}
 
-  /** `id`: the turn's id in the thread's journal, when it has one (the Stop button carries it). */
-  start(user: string, id: string = randomUUID()): RunningTurn {
+  /** A turn of `user`: `id` is its id in the thread's journal (the Stop button carries it), `thread` its path (Slack's Stop names the thread). */
+  start(user: string, options: { id?: string; thread?: string } = {}): RunningTurn {
+    const id = options.id ?? randomUUID();
+    const thread = options.thread;
     const controller = new AbortController();
-    this.turns.set(id, { controller, user });
+    this.turns.set(id, { controller, user, ...(thread === undefined ? {} : { thread }) });
     return { id, signal: controller.signal, finish: () => this.turns.delete(id) };
   }
 
@@ -33,6 +36,12 @@ export class RunningTurns {
     if (turn.user !== user && !this.adminUsers.includes(user)) return 'not_allowed';
     turn.controller.abort();
     return 'stopped';
+  }
+
+  /** Slack's own Stop control names the thread, not the turn: the thread's running turn, by the same rule. */
+  stopThread(thread: string, user: string): StopOutcome {
+    for (const [id, turn] of this.turns) if (turn.thread === thread) return this.stop(id, user);
+    return 'not_running';
   }
 
   /** Stops every running turn (shutdown); `reason` becomes each signal's abort reason. */

@@ -100,6 +100,11 @@ export class ThreadScheduler {
     return this.leases.requestStop(turnId, user, mayStop);
   }
 
+  /** Slack's Stop control pressed here for a thread whose turn another instance runs. */
+  requestThreadStop(thread: ThreadKey, user: string, mayStop: (mention: Mention) => boolean): Promise<'stopped' | 'not_allowed' | 'not_running'> {
+    return this.leases.requestThreadStop(thread, user, mayStop);
+  }
+
   /** Resolves when this instance holds no lease any more (every turn it took has ended or was handed over). */
   async drain(): Promise<void> {
     while (this.loops.size > 0) await Promise.allSettled([...this.loops]);

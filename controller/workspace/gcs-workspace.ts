@@ -7,6 +7,7 @@ import { threadPath, type ThreadKey } from './thread-key.js';
 import {
   FileNotFoundError,
   isInternalPath,
+  safeExistingPath,
   safeRelativePath,
   StateConflictError,
   UnsafePathError,
@@ -126,13 +127,13 @@ class GcsWorkspace implements Workspace {
   }
 
   async stat(path: string): Promise<FileEntry | undefined> {
-    const relative = safeRelativePath(path);
+    const relative = safeExistingPath(path);
     const metadata = await this.metadataOrUndefined(this.file(relative));
     return metadata === undefined || !isRegularFile(metadata) ? undefined : toEntry(relative, metadata);
   }
 
   async read(path: string): Promise<Readable> {
-    const relative = safeRelativePath(path);
+    const relative = safeExistingPath(path);
     const metadata = await this.metadataOrUndefined(this.file(relative));
     if (metadata === undefined || !isRegularFile(metadata)) throw new FileNotFoundError(`no such file: ${relative}`);
     // Pinned to the generation just seen, so a concurrent rewrite cannot mix two versions.
@@ -248,10 +249,10 @@ function isRegularFile(metadata: FileMetadata): boolean {
   return !(metadata.name ?? '').endsWith('/') && metadata.metadata?.[SYMLINK_METADATA_KEY] === undefined;
 }
 
-/** Names a user or gcsfuse could not have produced through safeRelativePath are skipped, not listed. */
+/** Names that could not be read back (safeExistingPath) are skipped, not listed: odd but readable ones are listed. */
 function isCleanPath(path: string): boolean {
   try {
-    return safeRelativePath(path) === path;
+    return safeExistingPath(path) === path;
   } catch {
     return false;
   }

@@ -12,6 +12,7 @@ import {
   StateConflictError,
   UnsafePathError,
   isInternalPath,
+  safeExistingPath,
   safeRelativePath,
   type FileEntry,
   type Versioned,
@@ -101,7 +102,7 @@ export class LocalWorkspace implements Workspace {
   }
 
   async stat(path: string): Promise<FileEntry | undefined> {
-    const relative = safeRelativePath(path);
+    const relative = safeExistingPath(path);
     const full = await this.resolveInside(relative, false).catch((error: unknown) => {
       if (error instanceof FileNotFoundError) return undefined;
       throw error;
@@ -113,7 +114,7 @@ export class LocalWorkspace implements Workspace {
   }
 
   async read(path: string): Promise<Readable> {
-    const relative = safeRelativePath(path);
+    const relative = safeExistingPath(path);
     const full = await this.resolveInside(relative, false);
     // O_NOFOLLOW: if the last component was swapped for a symlink after the check, open fails.
     const handle = await open(full, constants.O_RDONLY | constants.O_NOFOLLOW).catch((error: unknown) => {

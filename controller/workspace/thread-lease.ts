@@ -34,6 +34,8 @@ const recordSchema = z.object({
   writeId: z.string(),
 });
 
+export type StopRequest = 'stopped' | 'not_allowed' | 'not_running';
+
 export type Submitted<Entry> = { lease: HeldLease<Entry>; queued: boolean } | { lease?: undefined; queued: true };
 
 export class ThreadLeases<Entry> {
@@ -94,16 +96,27 @@ export class ThreadLeases<Entry> {
    * in its journal; the holder stops it at its next renewal (within a third of the lease). `mayStop` is told who
    * asked for the turn.
    */
-  async requestStop(turnId: string, user: string, mayStop: (entry: Entry) => boolean): Promise<'stopped' | 'not_allowed' | 'not_running'> {
+  async requestStop(turnId: string, user: string, mayStop: (entry: Entry) => boolean): Promise<StopRequest> {
     for (const { name } of await this.records.list(LEASES)) {
-      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        const current = await this.readRecord(name);
-        const turn = current?.value.turn;
-        if (current === undefined || turn === null || turn === undefined || turn.id !== turnId || !isLive(current.value, this.settings.now())) break;
-        if (!mayStop(turn.entry)) return 'not_allowed';
-        const requested = leaseWrite<Entry>({ ...current.value, turn: { ...turn, stopRequestedBy: user } });
-        if ((await this.records.replace(name, requested, current.version)) !== undefined) return 'stopped';
-      }
+      const outcome = await this.markStop(name, user, mayStop, (id) => id === turnId);
+      if (outcome !== 'not_running') return outcome;
+    }
+    return 'not_running';
+  }
+
+  /** Slack's own Stop names the thread, not the turn: the same request for whatever turn the thread runs now. */
+  requestThreadStop(thread: ThreadKey, user: string, mayStop: (entry: Entry) => boolean): Promise<StopRequest> {
+    return this.markStop(leaseName(thread), user, mayStop, () => true);
+  }
+
+  private async markStop(name: string, user: string, mayStop: (entry: Entry) => boolean, isTurn: (id: string) => boolean): Promise<StopRequest> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const current = await this.readRecord(name);
+      const turn = current?.value.turn;
+      if (current === undefined || turn === null || turn === undefined || !isTurn(turn.id) || !isLive(current.value, this.settings.now())) break;
+      if (!mayStop(turn.entry)) return 'not_allowed';
+      const requested = leaseWrite<Entry>({ ...current.value, turn: { ...turn, stopRequestedBy: user } });
+      if ((await this.records.replace(name, requested, current.version)) !== undefined) return 'stopped';
     }
     return 'not_running';
   }

@@ -88,14 +88,30 @@ export class StateConflictError extends AppError {
  */
 export function safeRelativePath(path: string): string {
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused here
-  if (path.length === 0 || path.length > 1024 || /[\u0000-\u001f\u007f\\]/.test(path)) {
-    throw new UnsafePathError(`unsafe path: ${JSON.stringify(path)}`);
-  }
+  if (path.length > 1024 || /[\u0000-\u001f\u007f\\]/.test(path)) throw unsafe(path);
+  return insideRoot(path);
+}
+
+/**
+ * Like safeRelativePath, for reading a file that already exists: its name may hold any character Linux allows
+ * but NUL (Python code can write `report\n.csv`), and the path may be as long as PATH_MAX. Still never
+ * absolute, never `..`, never a backslash (the one separator rule every backend shares), so it cannot leave the
+ * root; the backends refuse symbolic links on top. Used by `read` and `stat`, so `download` sends every file.
+ */
+export function safeExistingPath(path: string): string {
+  if (path.length > 4096 || path.includes('\u0000') || path.includes('\\')) throw unsafe(path);
+  return insideRoot(path);
+}
+
+/** The path's segments joined again, or UnsafePathError when it is empty, absolute or climbs out with `..`. */
+function insideRoot(path: string): string {
   const parts = path.split('/').filter((part) => part !== '' && part !== '.');
-  if (path.startsWith('/') || parts.length === 0 || parts.some((part) => part === '..')) {
-    throw new UnsafePathError(`unsafe path: ${JSON.stringify(path)}`);
-  }
+  if (path.startsWith('/') || parts.length === 0 || parts.some((part) => part === '..')) throw unsafe(path);
   return parts.join('/');
+}
+
+function unsafe(path: string): UnsafePathError {
+  return new UnsafePathError(`unsafe path: ${JSON.stringify(path)}`);
 }
 
 export function isInternalPath(path: string): boolean {

@@ -266,3 +266,36 @@ function guessMimetype(extension: string): string {
   };
   return known[extension] ?? 'application/octet-stream';
 }
+
+/**
+ * FakeSlack's files.* handlers: files.info, and the two API calls of the streamed upload flow
+ * (https://docs.slack.dev/reference/methods/files.getUploadURLExternal, files.completeUploadExternal). `share`
+ * stores the message a completed upload posts in its channel.
+ */
+export function fileHandlers(
+  files: FakeSlackFiles,
+  share: (message: { channel: string; threadTs?: string; text: string; files: SlackFile[] }) => void,
+): Record<string, (args: Record<string, unknown>) => Record<string, unknown>> {
+  return {
+    'files.info': (args) => {
+      const file = files.info(String(args.file));
+      return file ? { ok: true, file } : { ok: false, error: 'file_not_found' };
+    },
+    'files.getUploadURLExternal': (args) => {
+      const length = Number(args.length);
+      if (!args.filename || !Number.isFinite(length) || length <= 0) return { ok: false, error: 'invalid_arguments' };
+      return { ok: true, ...files.startUpload(String(args.filename), length) };
+    },
+    'files.completeUploadExternal': (args) => {
+      const entries = args.files as Array<{ id: string; title?: string }> | undefined;
+      if (!Array.isArray(entries) || entries.length === 0) return { ok: false, error: 'invalid_arguments' };
+      const channelId = args.channel_id === undefined ? undefined : String(args.channel_id);
+      const threadTs = args.thread_ts === undefined ? undefined : String(args.thread_ts);
+      const comment = args.initial_comment === undefined ? undefined : String(args.initial_comment);
+      const result = files.completeUploads(entries, channelId, threadTs, comment);
+      if ('error' in result) return { ok: false, error: result.error };
+      if (channelId) share({ channel: channelId, ...(threadTs === undefined ? {} : { threadTs }), text: comment ?? '', files: result.files });
+      return { ok: true, files: result.files.map((file) => ({ id: file.id, title: file.title })) };
+    },
+  };
+}

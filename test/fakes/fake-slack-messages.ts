@@ -2,6 +2,7 @@
  * The message half of FakeSlack: what each channel holds (posts with updates applied, deletions removed,
  * reactions), Slack-style timestamps, and the wire parsing and limits of Web API calls.
  */
+import { tableProblem } from './fake-slack-blocks.js';
 import type { SlackFile } from './fake-slack-files.js';
 
 export type SlackArgs = Record<string, unknown>;
@@ -29,7 +30,21 @@ export interface SeedMessage {
 }
 
 /** Errors that mean the bot sent something Slack would refuse (too long, malformed): recorded in `unexpected`. */
-export const SUSPICIOUS_ERRORS = new Set(['msg_too_long', 'invalid_blocks', 'no_text', 'invalid_arguments', 'channel_not_found']);
+export const SUSPICIOUS_ERRORS = new Set([
+  'msg_too_long',
+  'invalid_blocks',
+  'no_text',
+  'invalid_arguments',
+  'channel_not_found',
+  'missing_recipient_user_id',
+  'missing_recipient_team_id',
+  'streaming_mode_mismatch',
+  'invalid_chunks',
+  'cannot_provide_both_markdown_text_and_chunks',
+  'markdown_text_or_chunks_required',
+  'invalid_status',
+  'thread_ts_required',
+]);
 
 /** Slack's documented limits, enforced so that tests catch messages the real Slack would refuse. */
 const MAX_TEXT_CHARS = 40_000;
@@ -37,7 +52,7 @@ const MAX_BLOCKS = 50;
 const MAX_SECTION_TEXT_CHARS = 3000;
 
 /** Form fields that the web-api client serialises as JSON strings. */
-const JSON_FIELDS = new Set(['blocks', 'attachments', 'files', 'metadata', 'loading_messages', 'prompts', 'file_ids']);
+const JSON_FIELDS = new Set(['blocks', 'attachments', 'files', 'metadata', 'loading_messages', 'prompts', 'file_ids', 'chunks']);
 
 export class SlackMessageStore {
   private readonly messages = new Map<string, SlackMessage[]>();
@@ -114,7 +129,7 @@ export function messageLimitError(args: SlackArgs): string | undefined {
     const blockText = block.text?.text;
     if (block.type === 'section' && typeof blockText === 'string' && blockText.length > MAX_SECTION_TEXT_CHARS) return 'invalid_blocks';
   }
-  return undefined;
+  return tableProblem(blocks);
 }
 
 export function parseArgs(raw: string, contentType: string): SlackArgs {

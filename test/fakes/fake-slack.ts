@@ -9,6 +9,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { closeServer, listenLocal, readBody, bearerToken, sendJson, waitUntil } from './http-helpers.js';
 import {
   FakeSlackFiles,
+  fileHandlers,
   generatedContent,
   LOGIN_PAGE_HTML,
   type AddFileOptions,
@@ -29,6 +30,7 @@ import {
   type SlackMessage,
 } from './fake-slack-messages.js';
 import { repliesPage } from './fake-slack-replies.js';
+import { FakeStreams, streamHandlers, type FakeStream } from './fake-slack-streams.js';
 
 export { generatedContent, LOGIN_PAGE_HTML };
 export type { SeedMessage, SlackArgs, SlackMessage };
@@ -66,6 +68,8 @@ export class FakeSlack {
   readonly botId: string;
   /** How assistant.threads.setStatus answers: 'ok', or an error code such as 'not_allowed_token_type'. */
   setStatusResult: 'ok' | string = 'ok';
+  /** Streaming messages and agent sessions (chat.*Stream, agents.sessions.setStatus), with Slack's rules. */
+  readonly streams: FakeStreams;
 
   private readonly messages: SlackMessageStore;
   private readonly events = new EventEmitter();
@@ -86,6 +90,7 @@ export class FakeSlack {
     this.events.setMaxListeners(0);
     this.messages = new SlackMessageStore(() => this.events.emit('change'));
     this.files = new FakeSlackFiles(this.botToken, () => this.baseUrl, () => this.events.emit('change'));
+    this.streams = new FakeStreams(() => this.messages.nextTs(), () => this.events.emit('change'));
     this.handlers = this.createHandlers();
   }
 
@@ -263,6 +268,7 @@ export class FakeSlack {
       'chat.update': (args) => {
         const message = this.messages.find(String(args.channel), String(args.ts));
         if (!message) return { ok: false, error: 'message_not_found' };
+        if (this.streams.find(message.ts)?.state === 'streaming') return { ok: false, error: 'streaming_state_conflict' };
         const invalid = messageLimitError(args);
         if (invalid) return { ok: false, error: invalid };
         if (args.text !== undefined) message.text = String(args.text);
@@ -286,6 +292,7 @@ export class FakeSlack {
         const threadTs = named.thread_ts ?? named.ts;
         return repliesPage(this.messagesIn(channel, threadTs), threadTs, args);
       },
+      ...streamHandlers(this.streams, (stream) => this.showStream(stream)),
       'reactions.add': (args) => this.messages.react(String(args.channel), String(args.timestamp), String(args.name), this.botUserId, 'add'),
       'reactions.remove': (args) => this.messages.react(String(args.channel), String(args.timestamp), String(args.name), this.botUserId, 'remove'),
       'users.info': (args) => ({ ok: true, user: fakeUser(String(args.user), this.teamId, this.botUserId) }),
@@ -293,31 +300,15 @@ export class FakeSlack {
         if (required(args, 'channel_id', 'thread_ts') || args.status === undefined) return { ok: false, error: 'invalid_arguments' };
         return this.setStatusResult === 'ok' ? { ok: true } : { ok: false, error: this.setStatusResult };
       },
-      'files.info': (args) => {
-        const file = this.files.info(String(args.file));
-        return file ? { ok: true, file } : { ok: false, error: 'file_not_found' };
-      },
-      'files.getUploadURLExternal': (args) => {
-        const length = Number(args.length);
-        if (!args.filename || !Number.isFinite(length) || length <= 0) return { ok: false, error: 'invalid_arguments' };
-        return { ok: true, ...this.files.startUpload(String(args.filename), length) };
-      },
-      'files.completeUploadExternal': (args) => {
-        const entries = args.files as Array<{ id: string; title?: string }> | undefined;
-        if (!Array.isArray(entries) || entries.length === 0) return { ok: false, error: 'invalid_arguments' };
-        const channelId = args.channel_id === undefined ? undefined : String(args.channel_id);
-        const threadTs = args.thread_ts === undefined ? undefined : String(args.thread_ts);
-        const comment = args.initial_comment === undefined ? undefined : String(args.initial_comment);
-        const result = this.files.completeUploads(entries, channelId, threadTs, comment);
-        if ('error' in result) return { ok: false, error: result.error };
-        if (channelId) {
-          const share = this.botMessage(channelId, { text: comment ?? '', thread_ts: threadTs });
-          share.files = result.files;
-          this.messages.store(share);
-        }
-        return { ok: true, files: result.files.map((file) => ({ id: file.id, title: file.title })) };
-      },
+      ...fileHandlers(this.files, (share) => this.messages.store({ ...this.botMessage(share.channel, { text: share.text, thread_ts: share.threadTs }), files: share.files })),
     };
+  }
+
+  /** A streaming message is a message of the thread too: its text is the markdown streamed so far. */
+  private showStream(stream: FakeStream): void {
+    const message = this.messages.find(stream.channel, stream.ts);
+    if (message !== undefined) message.text = stream.markdown;
+    else this.messages.store({ channel: stream.channel, ts: stream.ts, thread_ts: stream.threadTs, user: this.botUserId, bot_id: this.botId, text: stream.markdown });
   }
 
   private botMessage(channel: string, args: SlackArgs): SlackMessage {

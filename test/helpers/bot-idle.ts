@@ -13,7 +13,7 @@ import { unfinishedStatusMessages } from './status-blocks.js';
  *     (or, for a user it does not serve, a refusal) without the model. Events are routed in arrival order, so
  *     once that answer is in, every event posted to that bot before it has its `event routed` line;
  *  2. across the bots, as many `mention done` lines as accepted events, and no status message still showing its
- *     Stop button (the final edit of every turn has landed).
+ *     Stop button (the final edit of every turn has landed) and no stream still open.
  */
 
 export interface IdleTarget {
@@ -42,7 +42,12 @@ export async function waitForIdle(target: IdleTarget, options: IdleOptions = {})
   const deadline = Date.now() + timeoutMs;
   const barriers = target.bots.map(() => nextMessageTs());
   await Promise.all(
-    target.bots.map((bot, index) => postEvent(bot.eventsUrl, SIGNING_SECRET, mentionEvent({ channel, user, text: mentionText(target.botUser), ts: barriers[index]! }))),
+    target.bots.map((bot, index) => {
+      const barrier = mentionEvent({ channel, user, text: mentionText(target.botUser), ts: barriers[index]! });
+      // The message exists on Slack's side, as a real one does (the bot reads the thread back).
+      target.slack.seedFromEvent(barrier);
+      return postEvent(bot.eventsUrl, SIGNING_SECRET, barrier);
+    }),
   );
   await target.slack.waitFor((slack) => barriers.every((ts) => slack.botMessagesIn(channel, ts).length > 0), timeoutMs);
 

@@ -87,6 +87,8 @@ export async function startBot(options: {
       DATA_DIR: dataDir,
       STATUS_INTERVAL_MS: '50',
       LOG_LEVEL: 'DEBUG',
+      // The status-message way, which most end-to-end tests read; streamed turns are tested with SLACK_STREAMING=auto.
+      SLACK_STREAMING: 'off',
       ...options.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -33,9 +33,9 @@ export function fileScenarios(name: string, makeBackend: () => Promise<Backend>)
     });
 
     test('files the event names only by id are completed from the message itself, deep in a long thread', async () => {
-      // Slack may send a file_share mention whose files carry only their ids. The bot then re-reads exactly
-      // that message with one conversations.replies call (oldest = latest = its ts, inclusive); in a thread
-      // of 16 replies any other window of its 10 messages misses it, and it would fall back to files.info.
+      // Slack may send a file_share mention whose files carry only their ids. The bot's catch-up reads the
+      // thread up to that message (conversations.replies, latest = its ts, inclusive) and takes the files from
+      // the message itself; a window that missed the message would fall back to files.info.
       const parentTs = nextMessageTs();
       h.slack.seedMessage({ channel: 'C1', ts: parentTs, user: 'U2', text: 'a long discussion' });
       const seedReply = (text: string) => h.slack.seedMessage({ channel: 'C1', ts: nextMessageTs(), thread_ts: parentTs, user: 'U2', text });

@@ -34,8 +34,8 @@ export const localBackend = async (): Promise<Backend> => ({
  * execute with that code, then answer `Result: <tool output>`; any other text is echoed back.
  */
 export function scriptedModel(request: ChatRequest): Reply {
-  // The bot appends notes about uploads after the user's own text: the code ends before them.
-  const text = lastUserText(request).split('\n\nI uploaded ')[0]!;
+  // The bot appends notes about uploads (and files others shared) after the user's own text: the code ends before them.
+  const text = lastUserText(request).split(/\n\n(?:I uploaded |<@\w+> shared )/)[0]!;
   const results = toolResults(request, { sinceLastUser: true });
   const match = /run:\s*([\s\S]*)$/.exec(text);
   if (match === null) return { content: `echo: ${lastUserText(request)}`, usage: { total_tokens: 10 } };
@@ -90,6 +90,8 @@ export async function startHarness(makeBackend: () => Promise<Backend>, env: Rec
         thread_ts: options.threadTs,
         files: options.files as never,
       });
+      // What Slack holds: the message the event describes (conversations.replies finds it, as it would).
+      slack.seedFromEvent(event);
       const result = await postEvent(bot.eventsUrl, SIGNING_SECRET, event, { eventId: options.eventId, retryNum: options.retryNum });
       return { ts, threadTs: options.threadTs ?? ts, status: result.status, eventId: result.eventId };
     },

@@ -24,6 +24,8 @@ export function testConfig(env: Record<string, string> = {}): Config {
     SLACK_SIGNING_SECRET: 'test-secret',
     OPENAI_API_KEY: 'sk-test',
     STATUS_INTERVAL_MS: '0',
+    // The status-message way unless a test asks for streams (stream tests set SLACK_STREAMING=auto).
+    SLACK_STREAMING: 'off',
     ...env,
   });
 }

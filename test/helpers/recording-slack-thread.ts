@@ -1,15 +1,19 @@
 import { EventEmitter } from 'node:events';
-import type { KnownBlock } from '@slack/types';
+import type { AnyChunk, KnownBlock } from '@slack/types';
 import type { UploadOutcome, UploadSource } from '../../controller/slack/file-upload.js';
 import type { SlackFileRef } from '../../controller/slack/mention.js';
-import type { PostedMessage, SlackThread, SlackThreadFactory, ThreadMessage } from '../../controller/slack/slack-thread.js';
+import type { PostedMessage, SlackThread, SlackThreadFactory, StreamRecipient, ThreadMessage } from '../../controller/slack/slack-thread.js';
 import { STOP_ACTION_ID } from '../../controller/slack/status-message.js';
+import { compareTs, type ThreadReply } from '../../controller/slack/thread-replies.js';
+import { tableProblem } from '../fakes/fake-slack-blocks.js';
+import { FakeStreams, type Args } from '../fakes/fake-slack-streams.js';
 
 /**
  * A SlackThread that records what the bot does in one thread, for in-process tests of the turn (no HTTP).
  * Strict like Slack: an update of a message that does not exist, a message without text, a text over 40,000
- * characters or a section over 3,000 characters is refused with Slack's error code. `waitFor` resolves when
- * the thread reaches a state (no sleeping in tests).
+ * characters, a section over 3,000 characters or a table over its limits is refused with Slack's error code;
+ * streams and agent session statuses follow Slack's rules (test/fakes/fake-slack-streams.ts). `waitFor` resolves
+ * when the thread reaches a state (no sleeping in tests).
  */
 
 export interface RecordedMessage {
@@ -30,7 +34,10 @@ export interface RecordedUpload {
 
 export class RecordingSlackThread implements SlackThread {
   readonly apiUrl: string;
-  /** Every call, in order: `post`, `update`, `setStatus`, `uploadFile`, `uploadFiles`, `messageFiles`, `fileInfo`, `messagesAfter`. */
+  /**
+   * Every call, in order: `post`, `update`, `setStatus`, `setSessionStatus`, `startStream`, `appendStream`,
+   * `stopStream`, `uploadFile`, `uploadFiles`, `messageFiles`, `readReplies`, `fileInfo`, `messagesAfter`.
+   */
   readonly calls: Array<{ method: string; args: unknown }> = [];
   readonly messages: RecordedMessage[] = [];
   /** Statuses set with setStatus (assistant.threads.setStatus), in order. */
@@ -41,6 +48,10 @@ export class RecordingSlackThread implements SlackThread {
   /** Files Slack has on messages of this thread (conversations.replies) and by id (files.info). */
   readonly filesOfMessage = new Map<string, SlackFileRef[]>();
   readonly fileDetails = new Map<string, SlackFileRef>();
+  /** What conversations.replies returns for this thread (parent first): other people's messages and shares. */
+  readonly replies: ThreadReply[] = [];
+  /** Streams and agent session statuses, with Slack's rules (start errors, expiry, Slack's Stop: see FakeStreams). */
+  readonly streams = new FakeStreams(() => this.nextTs(), () => this.changed());
   private readonly changes = new EventEmitter();
   private counter = 0;
 
@@ -61,9 +72,7 @@ export class RecordingSlackThread implements SlackThread {
   async post(message: ThreadMessage): Promise<string | undefined> {
     this.record('post', message);
     checkMessage(message);
-    // After the thread's own ts, as Slack's replies are.
-    const [seconds = '0', micros = '0'] = this.threadTs.split('.');
-    const ts = `${seconds}.${String(Number(micros) + ++this.counter).padStart(6, '0')}`;
+    const ts = this.nextTs();
     this.messages.push({ ts, text: message.text, ...(message.blocks === undefined ? {} : { blocks: message.blocks }), ...(message.unfurlLinks === undefined ? {} : { unfurlLinks: message.unfurlLinks }), edits: 0 });
     this.changed();
     return ts;
@@ -88,10 +97,32 @@ export class RecordingSlackThread implements SlackThread {
     this.changed();
   }
 
-  async uploadFile(file: { filename: string; title: string; content: Buffer; initialComment?: string }): Promise<void> {
-    this.record('uploadFile', { filename: file.filename, title: file.title, bytes: file.content.length });
-    this.uploads.push({ title: file.title, filename: file.filename, content: file.content, ...(file.initialComment === undefined ? {} : { initialComment: file.initialComment }) });
-    this.changed();
+  async setSessionStatus(status: 'processing' | 'active', options: { title?: string } = {}): Promise<boolean> {
+    this.record('setSessionStatus', { status, ...options });
+    const answer = this.streams.setSessionStatus({ channel_id: this.channel, thread_ts: this.threadTs, status, ...options });
+    if (!answer.ok) throw platformError(String(answer.error));
+    return answer.warning === undefined;
+  }
+
+  async startStream(recipient: StreamRecipient, chunks: AnyChunk[]): Promise<string> {
+    this.record('startStream', { recipient, chunks });
+    const args = { channel: this.channel, thread_ts: this.threadTs, recipient_user_id: recipient.userId, recipient_team_id: recipient.teamId, chunks };
+    return String(this.answer(this.streams.start(args)).ts);
+  }
+
+  async appendStream(ts: string, chunks: AnyChunk[]): Promise<void> {
+    this.record('appendStream', { ts, chunks });
+    this.answer(this.streams.append({ channel: this.channel, ts, chunks }));
+  }
+
+  async stopStream(ts: string, chunks: AnyChunk[]): Promise<void> {
+    this.record('stopStream', { ts, chunks });
+    this.answer(this.streams.stop({ channel: this.channel, ts, ...(chunks.length === 0 ? {} : { chunks }) }));
+  }
+
+  /** The markdown of the thread's streams, in order (what the streamed replies show). */
+  get streamedText(): string {
+    return this.streams.streams.map((stream) => stream.markdown).join('');
   }
 
   async uploadFiles(files: UploadSource[], options: { initialComment?: string } = {}): Promise<UploadOutcome> {
@@ -117,6 +148,11 @@ export class RecordingSlackThread implements SlackThread {
   async messageFiles(messageTs: string): Promise<SlackFileRef[]> {
     this.record('messageFiles', messageTs);
     return this.filesOfMessage.get(messageTs) ?? [];
+  }
+
+  async readReplies(window: { after?: string; upTo: string }): Promise<ThreadReply[]> {
+    this.record('readReplies', window);
+    return this.replies.filter((reply) => (window.after === undefined || compareTs(reply.ts, window.after) > 0) && compareTs(reply.ts, window.upTo) <= 0);
   }
 
   async fileInfo(fileId: string): Promise<SlackFileRef | undefined> {
@@ -156,8 +192,20 @@ export class RecordingSlackThread implements SlackThread {
     });
   }
 
+  /** After the thread's own ts, as Slack's replies are. */
+  private nextTs(): string {
+    const [seconds = '0', micros = '0'] = this.threadTs.split('.');
+    return `${seconds}.${String(Number(micros) + ++this.counter).padStart(6, '0')}`;
+  }
+
+  private answer(answer: Args): Args {
+    if (answer.ok !== true) throw platformError(String(answer.error));
+    return answer;
+  }
+
   private record(method: string, args: unknown): void {
     this.calls.push({ method, args });
+    this.changed();
   }
 
   private changed(): void {
@@ -189,6 +237,12 @@ function checkMessage(message: ThreadMessage): void {
   for (const block of message.blocks ?? []) {
     if (block.type === 'section' && (block.text?.text.length ?? 0) > 3000) throw new Error('invalid_blocks');
   }
+  if (tableProblem(message.blocks ?? []) !== undefined) throw new Error('invalid_blocks');
+}
+
+/** An error shaped like web-api's WebAPIPlatformError (`data.error` is Slack's error code). */
+function platformError(code: string): Error {
+  return Object.assign(new Error(`An API error occurred: ${code}`), { code: 'slack_webapi_platform_error', data: { ok: false, error: code } });
 }
 
 /** The value of the Stop button of a message (the turn id), or undefined when it has none. */

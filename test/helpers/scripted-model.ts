@@ -35,6 +35,8 @@ export class ScriptedModel implements ChatModel {
     if (next === undefined) throw new Error(`ScriptedModel: no reply scripted for request ${this.requests.length}`);
     if (next instanceof Error) throw next;
     const reply = typeof next === 'function' ? await next(request) : next;
+    // Streaming mode: the text in pieces first, as the real client's streaming helper delivers it.
+    for (const piece of (reply.content ?? '').match(/[\s\S]{1,7}/g) ?? []) request.onText?.(piece);
     return { content: '', toolCalls: [], totalTokens: 0, ...reply };
   }
 

@@ -211,3 +211,37 @@ export async function postBlockAction(url: string, signingSecret: string, input:
   const body = new URLSearchParams({ payload: JSON.stringify(blockActionPayload(input)) }).toString();
   return postSigned(url, signingSecret, body, { ...options, contentType: 'application/x-www-form-urlencoded' });
 }
+
+/**
+ * `agent_session_stopped` (https://docs.slack.dev/reference/events/agent_session_stopped): someone pressed Slack's own
+ * Stop control of the thread's agent session; `streaming_message_ts` lists the app's streams Slack stopped. The
+ * event has no team: it is on the envelope (postEvent's `teamId`).
+ */
+export function agentSessionStoppedEvent(input: { channel: string; user: string; threadTs: string; streamingMessageTs?: string[] }): Record<string, unknown> {
+  const eventTs = nextMessageTs();
+  return {
+    type: 'agent_session_stopped',
+    channel: input.channel,
+    user: input.user,
+    thread_ts: input.threadTs,
+    streaming_message_ts: input.streamingMessageTs ?? [],
+    event_ts: eventTs,
+  };
+}
+
+/**
+ * What Slack sends about a thread's parent when a reply arrives: a hidden `message_changed` whose `message` is the
+ * parent with its new `reply_count` (https://docs.slack.dev/reference/events/message/message_changed), or the
+ * `message_replied` form (https://docs.slack.dev/reference/events/message/message_replied), which Slack delivers
+ * without its subtype.
+ */
+export function parentChangedEvent(input: { channel: string; parent: { ts: string; user: string; text: string }; replyCount: number; form?: 'message_changed' | 'message_replied' }): Record<string, unknown> {
+  const eventTs = nextMessageTs();
+  const message = { type: 'message', ...input.parent, thread_ts: input.parent.ts, reply_count: input.replyCount, reply_users_count: 1, latest_reply: eventTs, reply_users: [input.parent.user] };
+  const event: Record<string, unknown> = { type: 'message', hidden: true, channel: input.channel, channel_type: 'channel', ts: eventTs, event_ts: eventTs, message };
+  if ((input.form ?? 'message_changed') === 'message_changed') {
+    event.subtype = 'message_changed';
+    event.previous_message = { type: 'message', ...input.parent };
+  }
+  return event;
+}

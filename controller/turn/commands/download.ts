@@ -1,6 +1,7 @@
 import type { Logger } from '../../logger.js';
 import type { SlackThread } from '../../slack/slack-thread.js';
 import type { Workspace } from '../../workspace/workspace.js';
+import { printablePath } from '../../slack/file-names.js';
 import { describeFailures, isNoise, postFilesInBatches, postNote } from '../post-files.js';
 
 /** Pause between the messages of a `download`, to stay well inside Slack's rate limits. */
@@ -39,12 +40,23 @@ export async function runDownloadCommand(options: {
     firstComment: intro,
   });
 
+  // Every file is posted or named: what Slack cannot take (empty files, more than one download's worth) is listed.
   const notes: string[] = [];
-  const left = files.length - chosen.length;
-  if (left > 0) notes.push(`${left} more files were not posted (at most ${MAX_DOWNLOAD_FILES} at once); ask me to zip them into one file.`);
-  const empty = entries.length - files.length;
-  if (empty > 0) notes.push(`${empty} empty ${empty === 1 ? 'file was' : 'files were'} left out.`);
+  const left = files.slice(MAX_DOWNLOAD_FILES).map((entry) => entry.path);
+  if (left.length > 0) {
+    notes.push(`${left.length} more files were not posted (at most ${MAX_DOWNLOAD_FILES} at once): ${nameList(left)}. Ask me to zip them into one file.`);
+  }
+  const empty = entries.filter((entry) => entry.size === 0).map((entry) => entry.path);
+  if (empty.length > 0) {
+    notes.push(`${empty.length === 1 ? 'This file is' : 'These files are'} empty, and Slack takes no empty file: ${nameList(empty)}.`);
+  }
   if (outcome.failed.size > 0) notes.push(describeFailures(outcome.failed));
   if (notes.length > 0) await postNote(thread, notes.join('\n'), logger);
   return { shared: outcome.posted, failed: [...outcome.failed.keys()] };
+}
+
+/** Up to ten paths as readable code spans, then how many more. */
+function nameList(paths: string[]): string {
+  const shown = paths.slice(0, 10).map((path) => `\`${printablePath(path).replaceAll('`', "'")}\``);
+  return paths.length > 10 ? `${shown.join(', ')} and ${paths.length - 10} more` : shown.join(', ');
 }

@@ -126,6 +126,8 @@ async function stepOutputs(step: StepMeta, workspace: Workspace): Promise<Notebo
   if (step.stdout !== '') outputs.push({ output_type: 'stream', name: 'stdout', text: toLines(step.stdout) });
   if (step.stderr !== '') outputs.push({ output_type: 'stream', name: 'stderr', text: toLines(step.stderr) });
   for (const path of step.figures) outputs.push(await figureOutput(path, workspace));
+  // A table the step showed (its compact text, as Jupyter shows a DataFrame's repr in text/plain).
+  for (const table of step.tables ?? []) outputs.push({ output_type: 'display_data', data: { 'text/plain': toLines(table) }, metadata: {} });
   if (step.error !== null) {
     const traceback = step.error.traceback.replace(/\n+$/, '');
     outputs.push({

@@ -1,5 +1,6 @@
 import { loadHistory } from '../../agent/history.js';
 import type { Logger } from '../../logger.js';
+import { bufferSource, uploadOrThrow } from '../../slack/file-upload.js';
 import type { SlackThread } from '../../slack/slack-thread.js';
 import type { Workspace } from '../../workspace/workspace.js';
 import { buildNotebook } from './notebook-export.js';
@@ -13,11 +14,7 @@ export async function runNotebookCommand(options: { thread: SlackThread; workspa
     return;
   }
   const notebook = await buildNotebook(history, workspace, { title: `Slack thread ${thread.threadTs}` });
-  await thread.uploadFile({
-    filename: 'thread.ipynb',
-    title: 'thread.ipynb',
-    content: notebook,
-    initialComment: 'Here is the work of this thread as a Jupyter notebook.',
-  });
+  const initialComment = 'Here is the work of this thread as a Jupyter notebook.';
+  await uploadOrThrow((files) => thread.uploadFiles(files, { initialComment }), bufferSource('thread.ipynb', notebook));
   options.logger.info('notebook shared', { bytes: notebook.length });
 }
