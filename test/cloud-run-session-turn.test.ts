@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../controller/logger.js';
 import type { Mention } from '../controller/slack/mention.js';
 import { Bot } from '../controller/turn/bot.js';
@@ -53,7 +53,8 @@ describe('a turn on Cloud Run sessions', () => {
     const opening = mention('compute my favourite number');
     const turn = first.handleMention(opening);
     await fakes.run.waitFor((run) => run.runs.length > runsBefore);
-    expect(model.requests, 'the model was asked').toHaveLength(1);
+    // The model is asked once the user's message is built (the thread read back, files saved): its answer is held.
+    await vi.waitFor(() => expect(model.requests, 'the model was asked').toHaveLength(1), { timeout: 10_000 });
     expect(fakes.run.runs.length - runsBefore, 'runJob called while the model’s answer is held').toBe(1);
     answer();
     await turn;

@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { StepRequest } from '../controller/sandbox/sandbox.js';
 import type { WorkspaceLocation } from '../controller/workspace/workspace.js';
@@ -10,6 +12,21 @@ import { BUCKET, describeResult, startSessionFakes, type SessionFakes } from './
 
 const thread = (threadTs: string) => ({ team: 'T1', channel: 'C1', threadTs });
 const python = (code: string, timeoutSec = 30): StepRequest => ({ language: 'python', code, timeoutSec });
+
+/**
+ * A loopback URL the step's code calls once it runs: a Stop sent before the code starts is raised at its first
+ * line (docs/runner-protocol.md), so "the code ignores Stop" can only be tested once the code is in its loop.
+ */
+async function codeStartedSignal(): Promise<{ url: string; started: Promise<void>; close: () => void }> {
+  let started: () => void = () => {};
+  const promise = new Promise<void>((resolve) => (started = resolve));
+  const server = createServer((_request, response) => {
+    response.end('ok');
+    started();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/started`, started: promise, close: () => server.close() };
+}
 
 describe('Cloud Run sessions against fake Cloud Run and fake GCS', () => {
   let fakes: SessionFakes;
@@ -90,11 +107,13 @@ describe('Cloud Run sessions against fake Cloud Run and fake GCS', () => {
     const session = fakes.sandbox().session(workspace);
     await session.run(python('saved_before = 8'));
     const controller = new AbortController();
-    const stubborn = 'import time\nwhile True:\n    try:\n        time.sleep(5)\n    except KeyboardInterrupt:\n        pass';
+    const signal = await codeStartedSignal();
+    const stubborn = `import time, urllib.request\nwhile True:\n    try:\n        urllib.request.urlopen(${JSON.stringify(signal.url)}).read()\n        time.sleep(5)\n    except KeyboardInterrupt:\n        pass`;
     const running = session.run(python(stubborn), { signal: controller.signal });
-    await waitForTakenRequest(fakes, workspace.location, 2);
+    await signal.started;
     controller.abort();
     await expect(running).rejects.toSatisfy(isSandboxError('cancelled'));
+    signal.close();
     const first = fakes.run.runs[runsBefore]!.executionName;
     expect(fakes.run.cancelledExecutions).toContain(first);
     const next = await session.run(python('print(saved_before)'));

@@ -3,7 +3,7 @@
  * check of what the runner wrote back, and the wording of a limit the controller enforced itself.
  */
 import { describe, expect, test } from 'vitest';
-import { DEFAULT_LIMITS, parseRunnerResult, STEP_TIMEOUT_ERROR, stepRequestJson, stoppedStepResult } from '../controller/sandbox/runner-protocol.js';
+import { DEFAULT_LIMITS, parseRunnerResult, parseSessionReply, sessionDisplays, STEP_TIMEOUT_ERROR, stepRequestJson, stoppedStepResult } from '../controller/sandbox/runner-protocol.js';
 
 const valid = {
   id: 'step-1',
@@ -57,6 +57,18 @@ describe('runner protocol', () => {
     expect(second?.csv).toBeUndefined();
     const malformed = parseRunnerResult(JSON.stringify({ ...valid, displays: [{ ...table, rows: 'many' }] }), 'step-1');
     expect('problem' in malformed && malformed.problem).toMatch(/displays/);
+  });
+
+  test("a session's tables are kept, bounded the same way; a malformed one is dropped, not the step's result", () => {
+    const table = { kind: 'table', columns: ['region'], indexColumns: 0, rows: Array.from({ length: 80 }, (_, row) => [`r${row}`]), totalRows: 80, totalColumns: 1, text: 'region', csv: '/etc/passwd' };
+    const line = JSON.stringify({ type: 'result', ...valid, restored: 'memory', displays: [table, { ...table, rows: 'many' }] });
+    const parsed = parseSessionReply(line);
+    if (!('reply' in parsed) || parsed.reply.type !== 'result') throw new Error('the reply was refused');
+    const { displays } = sessionDisplays(parsed.reply.displays);
+    expect(displays).toHaveLength(1);
+    expect(displays?.[0]?.rows).toHaveLength(50);
+    expect(displays?.[0]?.csv, 'only the runner\'s own folder').toBeUndefined();
+    expect(sessionDisplays(undefined)).toStrictEqual({});
   });
 
   test('a step the controller stopped names its limit with the setting, and the timeout has one name', () => {

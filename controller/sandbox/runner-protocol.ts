@@ -103,6 +103,19 @@ export function parseRunnerResult(text: string, stepId: string): { result: StepR
   return { result: { ...fields, ...(displays === undefined ? {} : { displays: boundDisplays(displays) }), stepId, exitCode: 0 } };
 }
 
+/**
+ * The tables of a session's result (issue 16). Checked one by one: a malformed table is dropped, not a reason to
+ * refuse the step's whole result; the rest are bounded like a one-shot result's.
+ */
+export function sessionDisplays(displays: unknown[] | undefined): { displays?: TableDisplay[] } {
+  if (displays === undefined) return {};
+  const tables = displays.flatMap((display) => {
+    const parsed = tableDisplaySchema.safeParse(display);
+    return parsed.success ? [parsed.data] : [];
+  });
+  return { displays: boundDisplays(tables) };
+}
+
 /** The runner's caps applied again: whatever the step's code wrote, a table stays small enough to show and to send. */
 function boundDisplays(displays: TableDisplay[]): TableDisplay[] {
   const cut = (text: string, max: number) => (text.length <= max ? text : `${text.slice(0, max - 1)}…`);

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { StateConflictError } from '../../workspace/workspace.js';
-import { parseSessionReply, stepRequestLine, stopRequestLine, stoppedStepResult, type SessionResultReply } from '../runner-protocol.js';
+import { parseSessionReply, sessionDisplays, stepRequestLine, stopRequestLine, stoppedStepResult, type SessionResultReply } from '../runner-protocol.js';
 import { SandboxError, type ResourceLimits, type RunOptions, type StepRequest, type StepResult } from '../sandbox.js';
 import { isEnded, type ExecutionState, type JobExecutions } from './job-executions.js';
 import type { LiveSession, SessionTiming } from './live-session.js';
@@ -181,9 +181,9 @@ async function afterExecutionEnded(context: StepContext, live: LiveSession, step
 }
 
 function toStepResult(reply: SessionResultReply, durationMs: number): StepResult {
-  const { type: _type, id, restored, displays: _displays, ...fields } = reply;
+  const { type: _type, id, restored, displays, ...fields } = reply;
   const notes = restored === 'checkpoint' ? [RESTORED_NOTE, ...fields.notes] : fields.notes;
-  return { ...fields, notes, stepId: id, exitCode: 0, durationMs };
+  return { ...fields, ...sessionDisplays(displays), notes, stepId: id, exitCode: 0, durationMs };
 }
 
 /** A step the controller had to stop at its timeout: the same words as any backend's timeout. */

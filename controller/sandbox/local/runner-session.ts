@@ -9,7 +9,7 @@ import { interpretExit, readPartialOutput, removeStepDirectory } from './step-fi
 import type { JailSlot } from './jail-slots.js';
 import { JsonLineReader } from './json-lines.js';
 import type { PooledSession } from './session-pool.js';
-import { parseSessionReply, SESSION_LINE_MAX_BYTES, stepRequestLine, stopRequestLine, type SessionReply, type SessionResultReply } from '../runner-protocol.js';
+import { parseSessionReply, SESSION_LINE_MAX_BYTES, sessionDisplays, stepRequestLine, stopRequestLine, type SessionReply, type SessionResultReply } from '../runner-protocol.js';
 import { stoppedResult, type StopCause } from './stopped-step.js';
 import { WorkspaceWatcher } from './workspace-quota.js';
 
@@ -159,7 +159,7 @@ export class RunnerSession implements PooledSession {
   }
 
   private async finishStep(reply: SessionResultReply, durationMs: number, oomBefore: number): Promise<{ result: StepResult; ended?: string }> {
-    const { type: _type, id, restored, displays: _displays, ...fields } = reply;
+    const { type: _type, id, restored, displays, ...fields } = reply;
     const notes = [...fields.notes];
     if (restored === 'checkpoint') {
       notes.unshift(
@@ -167,7 +167,7 @@ export class RunnerSession implements PooledSession {
           'not kept in memory: objects that could not be saved are gone.',
       );
     }
-    const result = boundStepResult({ ...fields, notes, stepId: id, exitCode: 0 }, { maxOutputBytes: this.options.maxOutputBytes, durationMs });
+    const result = boundStepResult({ ...fields, ...sessionDisplays(displays), notes, stepId: id, exitCode: 0 }, { maxOutputBytes: this.options.maxOutputBytes, durationMs });
     const group = this.options.slot.cgroup;
     let ended: string | undefined;
     if (group !== undefined && group.oomKills() > oomBefore) ended = 'the sandbox ran out of memory (SANDBOX_MEMORY_MB)';
