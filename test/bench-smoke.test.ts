@@ -20,7 +20,15 @@ test('the benchmark runs in --quick mode and produces every figure', { timeout: 
       let text = '';
       child.stdout.on('data', (chunk: Buffer) => (text += chunk.toString()));
       child.stderr.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      child.once('exit', (exitCode) => resolve({ code: exitCode, output: text }));
+      // Killed before the test's own timeout, so a slow or stuck run shows how far it got.
+      const deadline = setTimeout(() => {
+        text += '\n[bench-smoke: killed after 280 s]';
+        child.kill('SIGKILL');
+      }, 280_000);
+      child.once('exit', (exitCode) => {
+        clearTimeout(deadline);
+        resolve({ code: exitCode, output: text });
+      });
     });
     expect(code, output).toBe(0);
     const results = JSON.parse(await readFile(out, 'utf8')) as BenchResults;
