@@ -34,7 +34,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/**/*.test.ts'],
-          exclude: E2E_FILES,
+          exclude: [...E2E_FILES, 'test/bench-smoke.test.ts'],
           testTimeout: 30_000,
           hookTimeout: 30_000,
           maxWorkers: 2,
@@ -47,7 +47,6 @@ export default defineConfig({
           include: E2E_FILES,
           testTimeout: 90_000,
           hookTimeout: 60_000,
-          exclude: ['test/bench-smoke.test.ts'],
           maxWorkers: 3,
           sequence: { groupOrder: 1 },
         },

@@ -89,12 +89,12 @@ export function jailedSandbox(): LocalSandbox {
 export async function localStepBenchmark(options: LocalStepOptions): Promise<{ rows: FigureRow[]; details: unknown }> {
   const dataDir = await mkdtemp(join(tmpdir(), 'oi-bench-step-'));
   const scratch = await mkdtemp(join(tmpdir(), 'oi-bench-scratch-'));
+  const plain = new LocalSandbox({ network: 'egress', isolation: 'off', logger: silentLogger });
+  const jailed = jailedSandbox();
   try {
     const python = resolvePython(undefined, process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin');
     const store = new LocalWorkspaceStore(dataDir);
     const thread = (name: string) => store.open({ team: 'T1', channel: 'C1', threadTs: `1700000000.${name}` });
-    const plain = new LocalSandbox({ network: 'egress', isolation: 'off', logger: silentLogger });
-    const jailed = jailedSandbox();
     const jailArgs = jailed.isolated
       ? bubblewrapArguments({
           mode: isRoot() ? 'drop-root' : 'user-namespace',
@@ -141,6 +141,8 @@ export async function localStepBenchmark(options: LocalStepOptions): Promise<{ r
     const m = Object.fromEntries(Object.entries(samples).map(([name, values]) => [name, median(values)])) as Record<string, number>;
     return { rows: buildRows(m, options, jailArgs !== undefined), details: { medianMs: m, repetitions: options.repetitions, isolation: jailed.describeIsolation() } };
   } finally {
+    // The jail keeps ready network namespaces (holder processes): closed, or the benchmark never exits.
+    await Promise.all([plain.close(), jailed.close()]);
     await rm(dataDir, { recursive: true, force: true });
     await rm(scratch, { recursive: true, force: true });
   }
