@@ -1,13 +1,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EMULATOR_SANDBOX_TOKEN } from '../controller/gcp/gcp-clients.js';
 import { SessionMailbox } from '../controller/sandbox/cloud-run/session-mailbox.js';
 import { SESSION_STATE, type SessionRecord } from '../controller/sandbox/cloud-run/session-record.js';
 import type { StepRequest } from '../controller/sandbox/sandbox.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
-import { describeResult, startSessionFakes, type SessionFakes } from './helpers/cloud-run-session-fakes.js';
+import { describeResult, type SessionFakes, useSessionFakes } from './helpers/cloud-run-session-fakes.js';
 
 // The life of a Cloud Run session (issue 13): it crashes, runs out of token time, idles out, and outlives the
 // controller that started it. Real CloudRunSandboxes against the fake Cloud Run (real relay and session runner).
@@ -18,19 +18,7 @@ const RESTORED = /restored from the checkpoint/;
 
 describe('the life of a Cloud Run session', () => {
   let fakes: SessionFakes;
-  beforeAll(async () => {
-    fakes = await startSessionFakes();
-  });
-  afterAll(async () => {
-    await fakes.close();
-    expect(fakes.gcs.unexpected).toStrictEqual([]);
-    expect(fakes.run.unexpected).toStrictEqual([]);
-    expect(fakes.run.violations).toStrictEqual([]);
-  });
-  beforeEach(() => {
-    fakes.run.mode = 'normal';
-    fakes.run.startDelayMs = 0;
-  });
+  useSessionFakes((started) => (fakes = started));
 
   it('a runner killed mid-step is reported as the step’s result; the next step starts a new session from the checkpoint', async () => {
     const runsBefore = fakes.run.runs.length;

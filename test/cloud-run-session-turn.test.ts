@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../controller/logger.js';
 import type { Mention } from '../controller/slack/mention.js';
 import { Bot } from '../controller/turn/bot.js';
-import { startSessionFakes, type SessionFakes } from './helpers/cloud-run-session-fakes.js';
+import { type SessionFakes, useSessionFakes } from './helpers/cloud-run-session-fakes.js';
 import { testConfig } from './helpers/in-process-bot.js';
 import { RecordingSlackThreads } from './helpers/recording-slack-thread.js';
 import { executeReply, ScriptedModel, type ScriptedReply } from './helpers/scripted-model.js';
@@ -19,13 +19,7 @@ const mention = (text: string, threadTs?: string): Mention => {
 
 describe('a turn on Cloud Run sessions', () => {
   let fakes: SessionFakes;
-  beforeAll(async () => {
-    fakes = await startSessionFakes();
-  });
-  afterAll(async () => {
-    await fakes.close();
-    expect(fakes.run.violations).toStrictEqual([]);
-  });
+  useSessionFakes((started) => (fakes = started));
 
   function bot(script: ScriptedReply[]): { bot: Bot; model: ScriptedModel; slack: RecordingSlackThreads } {
     const model = new ScriptedModel(script);

@@ -1,10 +1,10 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { StepRequest } from '../controller/sandbox/sandbox.js';
 import type { WorkspaceLocation } from '../controller/workspace/workspace.js';
 import { isSandboxError } from './helpers/sandbox-errors.js';
-import { BUCKET, describeResult, startSessionFakes, type SessionFakes } from './helpers/cloud-run-session-fakes.js';
+import { BUCKET, describeResult, type SessionFakes, useSessionFakes } from './helpers/cloud-run-session-fakes.js';
 
 // Warm sessions on Cloud Run (issue 13) through the Sandbox seam: the real CloudRunSandbox and @google-cloud/run
 // client against the fake Cloud Run, whose executions run the real session_relay.py, token_broker.py and
@@ -30,19 +30,7 @@ async function codeStartedSignal(): Promise<{ url: string; started: Promise<void
 
 describe('Cloud Run sessions against fake Cloud Run and fake GCS', () => {
   let fakes: SessionFakes;
-  beforeAll(async () => {
-    fakes = await startSessionFakes();
-  });
-  afterAll(async () => {
-    await fakes.close();
-    expect(fakes.gcs.unexpected).toStrictEqual([]);
-    expect(fakes.run.unexpected).toStrictEqual([]);
-    expect(fakes.run.violations).toStrictEqual([]);
-  });
-  beforeEach(() => {
-    fakes.run.mode = 'normal';
-    fakes.run.startDelayMs = 0;
-  });
+  useSessionFakes((started) => (fakes = started));
 
   it('serves three steps with one runJob, keeps variables in memory, and results are read while the execution runs', async () => {
     const runsBefore = fakes.run.runs.length;

@@ -1,3 +1,4 @@
+import { afterAll, beforeAll, beforeEach, expect } from 'vitest';
 import { loadConfig } from '../../controller/config.js';
 import { createGcpClients, EMULATOR_SANDBOX_TOKEN, type GcpClients } from '../../controller/gcp/gcp-clients.js';
 import { silentLogger, type Logger } from '../../controller/logger.js';
@@ -80,6 +81,30 @@ export async function startSessionFakes(): Promise<SessionFakes> {
 }
 
 /** A step's result with the runner's output shown when it failed (for expect messages). */
+/**
+ * One file's fakes, registered as that file's hooks: started once, put back to normal mode with no start delay
+ * before each test, and at the end closed and checked for anything the fakes did not expect or refused.
+ */
+export function useSessionFakes(onStarted: (fakes: SessionFakes) => void): void {
+  let fakes: SessionFakes | undefined;
+  beforeAll(async () => {
+    fakes = await startSessionFakes();
+    onStarted(fakes);
+  });
+  afterAll(async () => {
+    if (fakes === undefined) return;
+    await fakes.close();
+    expect(fakes.gcs.unexpected).toStrictEqual([]);
+    expect(fakes.run.unexpected).toStrictEqual([]);
+    expect(fakes.run.violations).toStrictEqual([]);
+  });
+  beforeEach(() => {
+    if (fakes === undefined) return;
+    fakes.run.mode = 'normal';
+    fakes.run.startDelayMs = 0;
+  });
+}
+
 export function describeResult(result: StepResult, run: FakeCloudRun): string {
   return `${JSON.stringify(result.error)}\n${result.stdout}\n${result.stderr}\n${run.lastRunnerOutput.slice(-3000)}`;
 }
