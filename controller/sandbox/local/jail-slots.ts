@@ -57,7 +57,7 @@ export class JailSlotPool {
 
   /** Refills now and resolves once the spare slots are ready (benchmarks: measure with a warm pool). */
   async ready(): Promise<void> {
-    clearTimeout(this.refillTimer);
+    this.cancelRefill();
     this.warm();
     await Promise.allSettled(this.spares);
   }
@@ -66,16 +66,15 @@ export class JailSlotPool {
   async take(): Promise<JailSlot> {
     if (this.closed) throw new Error('the sandbox is closed');
     const next = this.spares.shift() ?? this.prepareQuietly();
-    // Refill a little later while a spare is left: preparing a slot spawns processes and pasta burns
-    // ~80 ms of CPU, which would otherwise compete with the jail that is starting now. With none left
-    // (steps back to back, SANDBOX_SESSION=off), refill now: the next jail would wait for it anyway.
-    clearTimeout(this.refillTimer);
-    if (this.spares.length === 0) {
+    // Refill a little later, never at once: preparing a slot spawns processes and pasta burns ~80 ms
+    // of CPU, which would otherwise compete with the jail that is starting now (on two busy cores that
+    // doubled a cold step). A refill already scheduled is not postponed, so steps back to back
+    // (SANDBOX_SESSION=off, two spares) still find the pool refilled within the delay.
+    this.refillTimer ??= setTimeout(() => {
+      this.refillTimer = undefined;
       this.warm();
-    } else {
-      this.refillTimer = setTimeout(() => this.warm(), REFILL_DELAY_MS);
-      this.refillTimer.unref();
-    }
+    }, REFILL_DELAY_MS);
+    this.refillTimer.unref();
     const slot = await next;
     this.live.add(slot);
     return slot;
@@ -90,10 +89,15 @@ export class JailSlotPool {
 
   async close(): Promise<void> {
     this.closed = true;
-    clearTimeout(this.refillTimer);
+    this.cancelRefill();
     const spares = await Promise.allSettled(this.spares.splice(0));
     const slots = [...this.live, ...spares.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []))];
     await Promise.all(slots.map((slot) => this.release(slot)));
+  }
+
+  private cancelRefill(): void {
+    clearTimeout(this.refillTimer);
+    this.refillTimer = undefined;
   }
 
   private prepareQuietly(): Promise<JailSlot> {
