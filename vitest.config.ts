@@ -1,5 +1,16 @@
 import { defineConfig } from 'vitest/config';
 
+/** Files that load the whole machine: run last, one at a time, with nothing beside them. */
+const SOLO_FILES = [
+  // CPU hogs, memory and disk fills inside the jail (issue 14): beside them, other files' turns miss their waits.
+  'test/jail-*.test.ts',
+  // A fork bomb, memory and output floods from a thread, through the whole bot.
+  'test/e2e-hostile.test.ts',
+  // The benchmark's smoke run (`npm run bench -- --quick`, about a minute alone): it measures side by side and
+  // starts many sandboxes itself; beside three e2e files on 2 cores it took over five minutes.
+  'test/bench-smoke.test.ts',
+];
+
 /**
  * Three projects, run one after the other (sequence.groupOrder):
  * - `unit`: everything in process or with one short-lived child (the runner, a fake server); files in parallel.
@@ -7,18 +18,15 @@ import { defineConfig } from 'vitest/config';
  *   sandbox steps (Cloud Run sessions start a session runner, with its library imports, per execution); each
  *   test may take longer. Three files run at once: they mostly wait (on the bot, on sandbox
  *   steps, on timeouts and retry delays), and on 2 cores three finish the project about a quarter sooner than two
- *   (measured: 87 s against 114 s), bounded by the benchmark smoke test. The unit project gains nothing past two.
- * - `bench`: the benchmark's smoke run (`npm run bench -- --quick`, about a minute alone), last and alone: it
- *   measures side by side and starts many sandboxes itself, and beside three e2e files on 2 cores it took over
- *   five minutes.
+ *   (measured: 87 s against 114 s). The unit project gains nothing past two.
+ * - `solo`: SOLO_FILES, last, one file at a time.
  * Every test has a timeout: a broken feature fails in seconds instead of hanging the suite.
  */
 const E2E_FILES = [
   'test/e2e-*.test.ts',
   'test/socket-mode.test.ts',
   'test/isolation.test.ts',
-  // Many jailed runners, CPU hogs and memory fills (issues 13, 14).
-  'test/jail-*.test.ts',
+  // Many jailed runners (issue 13).
   'test/local-sessions.test.ts',
   'test/local-runner-session.test.ts',
   'test/cloud-run-session*.test.ts',
@@ -34,7 +42,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/**/*.test.ts'],
-          exclude: [...E2E_FILES, 'test/bench-smoke.test.ts'],
+          exclude: [...E2E_FILES, ...SOLO_FILES],
           testTimeout: 30_000,
           hookTimeout: 30_000,
           maxWorkers: 2,
@@ -45,6 +53,7 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: E2E_FILES,
+          exclude: SOLO_FILES,
           testTimeout: 90_000,
           hookTimeout: 60_000,
           maxWorkers: 3,
@@ -53,8 +62,8 @@ export default defineConfig({
       },
       {
         test: {
-          name: 'bench',
-          include: ['test/bench-smoke.test.ts'],
+          name: 'solo',
+          include: SOLO_FILES,
           testTimeout: 300_000,
           hookTimeout: 60_000,
           maxWorkers: 1,

@@ -74,6 +74,12 @@ export class FakeCloudRun {
       /** The token the controller minted; any other OI_TOKEN is a violation. */
       expectedToken: string;
       python?: string;
+      /**
+       * OI_SESSION_PRELOAD for every session runner (docs/runner-protocol.md). Unset: the runner's own list, as
+       * in the image. Each Cloud Run execution has its own vCPUs; this fake's all share the test machine's, so a
+       * suite that starts many sessions at once may ask for fewer imports ahead of the first step.
+       */
+      sessionPreload?: string;
     },
   ) {
     this.events.setMaxListeners(0);
@@ -218,6 +224,7 @@ export class FakeCloudRun {
       gcsUrl: this.gcsUrl,
       env,
       python: this.options.python ?? '/usr/bin/python3',
+      ...(this.options.sessionPreload === undefined ? {} : { sessionPreload: this.options.sessionPreload }),
       onOutput: (text) => (this.lastRunnerOutput = (this.lastRunnerOutput + text).slice(-20_000)),
       onViolation: (message) => this.violations.push(message),
     });

@@ -29,6 +29,8 @@ export interface ContainerOptions {
   gcsUrl: string;
   env: Record<string, string>;
   python: string;
+  /** OI_SESSION_PRELOAD for a session's runner (FakeCloudRun's option). */
+  sessionPreload?: string;
   onOutput: (text: string) => void;
   /** A mailbox request that breaks the rules (e.g. without the session's token). */
   onViolation: (message: string) => void;
@@ -146,6 +148,7 @@ function fontCacheDir(): string {
 /** runner.py with a clean environment, as `nobody` (root) or in its own PID namespace (bubblewrap). */
 function runnerCommand(options: ContainerOptions, dir: string, mode: string[]): string[] {
   const environment = [CLEAN_PATH, `HOME=${dir}`, 'LANG=C.UTF-8', `MPLCONFIGDIR=${fontCacheDir()}`];
+  if (options.sessionPreload !== undefined) environment.push(`OI_SESSION_PRELOAD=${options.sessionPreload}`);
   const runner = ['env', '-i', ...environment, options.python, join(IMAGE_DIR, 'runner.py'), '--workspace', dir, ...mode];
   if (process.getuid?.() === 0) return ['setpriv', '--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', ...runner];
   if (existsSync('/usr/bin/bwrap')) return ['/usr/bin/bwrap', '--dev-bind', '/', '/', '--unshare-pid', '--proc', '/proc', '--die-with-parent', ...runner];

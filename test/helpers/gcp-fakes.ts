@@ -12,7 +12,9 @@ import { FakeGcs } from '../fakes/fake-gcs.js';
  */
 export async function startGcpFakes(names = { bucket: 'oi-e2e', project: 'test-project', region: 'us-central1', job: 'oi-sandbox' }) {
   const gcs = new FakeGcs([names.bucket]);
-  const run = new FakeCloudRun({ gcs, ...names, expectedToken: EMULATOR_SANDBOX_TOKEN });
+  // The end-to-end scenarios start up to 20 sessions at once on the test machine's 2 cores (20 threads at once):
+  // their runners import only dill ahead, as the local sandbox's do; Cloud Run's sessions import the image's list.
+  const run = new FakeCloudRun({ gcs, ...names, expectedToken: EMULATOR_SANDBOX_TOKEN, sessionPreload: 'dill' });
   const [{ url: gcsUrl }, { url: runUrl }] = await Promise.all([gcs.start(), run.start()]);
   const env: Record<string, string> = {
     STORAGE_BACKEND: 'gcs',
