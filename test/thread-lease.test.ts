@@ -156,6 +156,22 @@ describe.each(backends)('thread leases (%s)', (_name, makeRecords) => {
     const order = [(await again!.next())?.entry, (await again!.next())?.entry];
     expect(order, 'the turn that never started comes first').toStrictEqual(['m1', 'm2']);
   });
+  test("Slack's Stop names the thread: another instance records it in the running turn's journal, for its asker only; the holder reads it at its renewal", async () => {
+    const records = await makeRecords();
+    const { a, b } = instances(records);
+    const lease = (await a.submit(thread, 'U1 asks')).lease!;
+    const askerOnly = (user: string) => (entry: string) => entry.startsWith(`${user} `);
+    expect(await b.requestThreadStop(thread, 'U2', askerOnly('U2'))).toBe('not_allowed');
+    expect(await b.requestThreadStop({ ...thread, threadTs: '1700000000.000999' }, 'U1', askerOnly('U1'))).toBe('not_running');
+    expect(await b.requestThreadStop(thread, 'U1', askerOnly('U1'))).toBe('stopped');
+    expect(((await records.read<LeaseRecord<string>>(RECORD))?.value.turn)?.stopRequestedBy).toBe('U1');
+    await lease.renew();
+    expect(lease.current?.stopRequestedBy, 'the holder sees the request when it renews').toBe('U1');
+    // The turn id of the Stop button finds the same turn.
+    expect(await b.requestStop(lease.current!.id, 'U1', askerOnly('U1'))).toBe('stopped');
+    expect(await lease.next(), 'the last turn ends: the thread is released').toBeUndefined();
+    expect(await b.requestThreadStop(thread, 'U1', askerOnly('U1'))).toBe('not_running');
+  });
 });
 
 describe('thread leases on GCS when answers are lost', () => {
