@@ -2,23 +2,19 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../controller/config.js';
 import { createGcpClients, EMULATOR_SANDBOX_TOKEN, type GcpClients } from '../controller/gcp/gcp-clients.js';
 import { silentLogger } from '../controller/logger.js';
 import { CloudRunSandbox } from '../controller/sandbox/cloud-run/cloud-run-sandbox.js';
 import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import { FakeCloudRun } from './fakes/fake-cloud-run.js';
 import { FakeGcs } from './fakes/fake-gcs.js';
+import { BUCKET, fakeCloudConfig, JOB, PROJECT, REGION } from './helpers/cloud-run-session-fakes.js';
 import { isSandboxError } from './helpers/sandbox-errors.js';
 import { readAll } from './helpers/workspace-contract.js';
 
 // The real @google-cloud/run client (fallback REST, built by createGcpClients from Config) against a
 // Cloud Run Admin fake that really runs sandbox-image/runner.py over the thread's objects in fake GCS.
 
-const BUCKET = 'oi-test';
-const PROJECT = 'test-project';
-const REGION = 'us-central1';
-const JOB = 'oi-sandbox';
 const thread = { team: 'T1', channel: 'C1', threadTs: '1700000000.000100' };
 
 describe('CloudRunSandbox against fake Cloud Run and fake GCS', () => {
@@ -28,20 +24,7 @@ describe('CloudRunSandbox against fake Cloud Run and fake GCS', () => {
 
   beforeAll(async () => {
     const [{ url: gcsUrl }, { url: runUrl }] = await Promise.all([gcs.start(), run.start()]);
-    const config = loadConfig({
-      SLACK_BOT_TOKEN: 'xoxb-test',
-      SLACK_SIGNING_SECRET: 'secret',
-      OPENAI_API_KEY: 'sk-test',
-      STORAGE_BACKEND: 'gcs',
-      GCS_BUCKET: BUCKET,
-      GCS_API_ENDPOINT: gcsUrl,
-      SANDBOX_BACKEND: 'cloudrun',
-      GCP_PROJECT: PROJECT,
-      GCP_REGION: REGION,
-      SANDBOX_JOB: JOB,
-      CLOUD_RUN_API_ENDPOINT: runUrl,
-    });
-    clients = createGcpClients(config, silentLogger);
+    clients = createGcpClients(fakeCloudConfig(gcsUrl, runUrl), silentLogger);
   });
   afterAll(async () => {
     await clients.sandbox.close();

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, expect } from 'vitest';
-import { loadConfig } from '../../controller/config.js';
+import { loadConfig, type Config } from '../../controller/config.js';
 import { createGcpClients, EMULATOR_SANDBOX_TOKEN, type GcpClients } from '../../controller/gcp/gcp-clients.js';
 import { silentLogger, type Logger } from '../../controller/logger.js';
 import { CloudRunSandbox, type CloudRunSandboxOptions } from '../../controller/sandbox/cloud-run/cloud-run-sandbox.js';
@@ -39,11 +39,9 @@ export interface SessionFakes {
   close: () => Promise<void>;
 }
 
-export async function startSessionFakes(): Promise<SessionFakes> {
-  const gcs = new FakeGcs([BUCKET]);
-  const run = new FakeCloudRun({ gcs, project: PROJECT, region: REGION, job: JOB, expectedToken: EMULATOR_SANDBOX_TOKEN });
-  const [{ url: gcsUrl }, { url: runUrl }] = await Promise.all([gcs.start(), run.start()]);
-  const config = loadConfig({
+/** The controller's configuration for the fake GCS and Cloud Run (BUCKET, PROJECT, REGION, JOB). */
+export function fakeCloudConfig(gcsUrl: string, runUrl: string): Config {
+  return loadConfig({
     SLACK_BOT_TOKEN: 'xoxb-test',
     SLACK_SIGNING_SECRET: 'secret',
     OPENAI_API_KEY: 'sk-test',
@@ -56,7 +54,13 @@ export async function startSessionFakes(): Promise<SessionFakes> {
     SANDBOX_JOB: JOB,
     CLOUD_RUN_API_ENDPOINT: runUrl,
   });
-  const clients = createGcpClients(config, silentLogger);
+}
+
+export async function startSessionFakes(): Promise<SessionFakes> {
+  const gcs = new FakeGcs([BUCKET]);
+  const run = new FakeCloudRun({ gcs, project: PROJECT, region: REGION, job: JOB, expectedToken: EMULATOR_SANDBOX_TOKEN });
+  const [{ url: gcsUrl }, { url: runUrl }] = await Promise.all([gcs.start(), run.start()]);
+  const clients = createGcpClients(fakeCloudConfig(gcsUrl, runUrl), silentLogger);
   return {
     gcs,
     run,

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import type { ResourceLimits } from '../../controller/sandbox/sandbox.js';
+import type { ResourceLimits, TableDisplay } from '../../controller/sandbox/sandbox.js';
 import type { RunnerResultFile } from '../../controller/sandbox/runner-protocol.js';
 
 /**
@@ -29,17 +29,6 @@ export const barePython = (): string | undefined => {
   const found = spawnSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).stdout?.trim();
   return found === undefined || found === '' || hasModule('dill', found) ? undefined : found;
 };
-
-export interface TableDisplay {
-  kind: 'table';
-  columns: string[];
-  indexColumns: number;
-  rows: string[][];
-  totalRows: number;
-  totalColumns: number;
-  text: string;
-  csv?: string;
-}
 
 export interface SessionResult extends RunnerResultFile {
   type: 'result';
