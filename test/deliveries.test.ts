@@ -2,35 +2,11 @@
  * De-duplication of Slack's deliveries across instances (controller/workspace/deliveries.ts), on both backends:
  * both keys (event_id, channel + ts), two instances racing on one delivery, and lost answers on GCS.
  */
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Storage } from '@google-cloud/storage';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { silentLogger } from '../controller/logger.js';
+import { describe, expect, test } from 'vitest';
 import { DeliveryRecords } from '../controller/workspace/deliveries.js';
-import { GcsWorkspaceStore } from '../controller/workspace/gcs-workspace.js';
-import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
-import type { RecordStore } from '../controller/workspace/records.js';
-import { FakeGcs } from './fakes/fake-gcs.js';
+import { recordBackends } from './helpers/record-backends.js';
 
-const gcs = new FakeGcs(['deliveries']);
-beforeAll(async () => {
-  await gcs.start();
-});
-afterAll(() => gcs.close());
-
-const backends: Array<[string, () => Promise<RecordStore>]> = [
-  ['local', async () => new LocalWorkspaceStore(await mkdtemp(join(tmpdir(), 'oi-dedup-'))).records],
-  [
-    'gcs',
-    async () => {
-      gcs.bucket('deliveries').clear();
-      const storage = new Storage({ apiEndpoint: gcs.url, projectId: 'test-project', retryOptions: { maxRetryDelay: 1 } });
-      return new GcsWorkspaceStore({ storage, bucket: 'deliveries', logger: silentLogger }).records;
-    },
-  ],
-];
+const { gcs, both: backends, onGcs } = recordBackends('deliveries');
 
 describe.each(backends)('delivery records (%s)', (_name, makeRecords) => {
   test('the first delivery is handled; a retry, the same message under another event, and a changed redelivery are not', async () => {
@@ -57,7 +33,7 @@ describe.each(backends)('delivery records (%s)', (_name, makeRecords) => {
 });
 
 test('delivery records on GCS: a first delivery whose answers were lost is still the first', async () => {
-  const records = await backends[1]![1]();
+  const records = await onGcs[1]();
   gcs.requests.length = 0;
   gcs.loseResponses(2, (request) => (request.query.name ?? '').startsWith('coordination/'));
   expect(await new DeliveryRecords(records, 'a').firstDelivery({ eventId: 'EvLOST', team: 'T1', channel: 'C1', ts: '1.1' })).toBe(true);

@@ -3,36 +3,11 @@
  * and conditional delete hold under concurrent writers, and on GCS a lost answer (the client retries and meets its
  * own write with a 412) is recognised, never reported as a conflict.
  */
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Storage } from '@google-cloud/storage';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { silentLogger } from '../controller/logger.js';
-import { GcsWorkspaceStore } from '../controller/workspace/gcs-workspace.js';
-import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
-import type { RecordStore } from '../controller/workspace/records.js';
-import { FakeGcs } from './fakes/fake-gcs.js';
-
-const gcs = new FakeGcs(['records']);
-beforeAll(async () => {
-  await gcs.start();
-});
-afterAll(() => gcs.close());
+import { describe, expect, test } from 'vitest';
+import { recordBackends } from './helpers/record-backends.js';
 
 let counter = 0;
-/** A fresh store each time; GCS ones on a client of their own (the library's retry switch is per client). */
-const backends: Array<[string, () => Promise<RecordStore>]> = [
-  ['local', async () => new LocalWorkspaceStore(await mkdtemp(join(tmpdir(), 'oi-records-'))).records],
-  [
-    'gcs',
-    async () => {
-      gcs.bucket('records').clear();
-      const storage = new Storage({ apiEndpoint: gcs.url, projectId: 'test-project', retryOptions: { maxRetryDelay: 1 } });
-      return new GcsWorkspaceStore({ storage, bucket: 'records', logger: silentLogger }).records;
-    },
-  ],
-];
+const { gcs, both: backends, onGcs } = recordBackends('records');
 
 const unique = (label: string) => ({ label, writeId: `${label}-${++counter}` });
 
@@ -91,7 +66,7 @@ describe.each(backends)('RecordStore (%s)', (_name, makeStore) => {
 
 describe('RecordStore on GCS when answers are lost', () => {
   test('a create, a replace and a delete whose answers were lost are recognised as done', async () => {
-    const records = await backends[1]![1]();
+    const records = await onGcs[1]();
     gcs.requests.length = 0;
     const isRecord = (request: { path: string; query: Record<string, string> }) => (request.query.name ?? decodeURIComponent(request.path)).includes('coordination/leases/');
     gcs.loseResponses(1, isRecord);

@@ -3,36 +3,13 @@
  * store, on both backends: one turn at a time, arrival order, takeover after expiry, handover, and the race of a
  * release against a mention landing in the inbox.
  */
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Storage } from '@google-cloud/storage';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { silentLogger } from '../controller/logger.js';
-import { GcsWorkspaceStore } from '../controller/workspace/gcs-workspace.js';
+import { describe, expect, test } from 'vitest';
 import { LeaseLostError, type LeaseRecord } from '../controller/workspace/held-lease.js';
-import { LocalWorkspaceStore } from '../controller/workspace/local-workspace.js';
 import type { RecordStore } from '../controller/workspace/records.js';
 import { ThreadLeases } from '../controller/workspace/thread-lease.js';
-import { FakeGcs } from './fakes/fake-gcs.js';
+import { recordBackends } from './helpers/record-backends.js';
 
-const gcs = new FakeGcs(['leases']);
-beforeAll(async () => {
-  await gcs.start();
-});
-afterAll(() => gcs.close());
-
-const backends: Array<[string, () => Promise<RecordStore>]> = [
-  ['local', async () => new LocalWorkspaceStore(await mkdtemp(join(tmpdir(), 'oi-lease-'))).records],
-  [
-    'gcs',
-    async () => {
-      gcs.bucket('leases').clear();
-      const storage = new Storage({ apiEndpoint: gcs.url, projectId: 'test-project', retryOptions: { maxRetryDelay: 1 } });
-      return new GcsWorkspaceStore({ storage, bucket: 'leases', logger: silentLogger }).records;
-    },
-  ],
-];
+const { gcs, both: backends, onGcs } = recordBackends('leases');
 
 const thread = { team: 'T1', channel: 'C1', threadTs: '1700000000.000100' };
 const RECORD = 'leases/T1/C1/1700000000.000100';
@@ -176,7 +153,7 @@ describe.each(backends)('thread leases (%s)', (_name, makeRecords) => {
 
 describe('thread leases on GCS when answers are lost', () => {
   test('a lost answer to the create, a renewal or the release is recognised, and never reported as a conflict', async () => {
-    const records = await backends[1]![1]();
+    const records = await onGcs[1]();
     const { a } = instances(records);
     const isLease = (request: { path: string; query: Record<string, string> }) => (request.query.name ?? decodeURIComponent(request.path)).includes('coordination/leases/');
     gcs.requests.length = 0;
