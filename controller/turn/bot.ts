@@ -97,7 +97,7 @@ export class Bot implements MentionHandler {
   /** Stop: the turn runs here, or on another instance (then it stops at that instance's next lease renewal). */
   async stopTurn(turnId: string, user: string): Promise<string | undefined> {
     let outcome = this.running.stop(turnId, user);
-    if (outcome === 'not_running') outcome = await this.scheduler.requestStop(turnId, user, (mention) => this.mayStop(mention, user));
+    if (outcome === 'not_running') outcome = await this.scheduler.requestStop(turnId, user, (mention) => this.running.mayStop(mention.user, user));
     this.deps.logger.info('stop requested', { outcome });
     return stopReply(outcome);
   }
@@ -110,7 +110,7 @@ export class Bot implements MentionHandler {
   async stopThreadTurn(key: ThreadKey, user: string): Promise<string | undefined> {
     const log = this.deps.logger.child({ thread: threadPath(key), user });
     let outcome = this.running.stopThread(threadPath(key), user);
-    if (outcome === 'not_running') outcome = await this.scheduler.requestThreadStop(key, user, (mention) => this.mayStop(mention, user));
+    if (outcome === 'not_running') outcome = await this.scheduler.requestThreadStop(key, user, (mention) => this.running.mayStop(mention.user, user));
     log.info('stop requested', { outcome, from: 'agent_session_stopped' });
     if (outcome !== 'stopped') await setSessionStatus(this.deps.threads(key.channel, key.threadTs, log), outcome === 'not_allowed' ? 'processing' : 'active', log);
     return stopReply(outcome);
@@ -216,11 +216,6 @@ export class Bot implements MentionHandler {
     } finally {
       log.debug('mention done', { ts: mention.ts, outcome: 'interrupted' });
     }
-  }
-
-  /** The rule of RunningTurns, for a turn another instance runs: who asked for it, or an admin. */
-  private mayStop(mention: Mention, user: string): boolean {
-    return mention.user === user || this.deps.config.access.adminUsers.includes(user);
   }
 
   private isAllowed(mention: Mention): boolean {

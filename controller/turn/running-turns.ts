@@ -33,9 +33,14 @@ export class RunningTurns {
   stop(turnId: string, user: string): StopOutcome {
     const turn = this.turns.get(turnId);
     if (turn === undefined) return 'not_running';
-    if (turn.user !== user && !this.adminUsers.includes(user)) return 'not_allowed';
+    if (!this.mayStop(turn.user, user)) return 'not_allowed';
     turn.controller.abort();
     return 'stopped';
+  }
+
+  /** The rule, also for a turn another instance runs: the person who asked for it (`owner`), or an admin. */
+  mayStop(owner: string, user: string): boolean {
+    return owner === user || this.adminUsers.includes(user);
   }
 
   /** Slack's own Stop control names the thread, not the turn: the thread's running turn, by the same rule. */

@@ -4,7 +4,7 @@ import type { Logger } from '../logger.js';
 import type { Mention } from '../slack/mention.js';
 import { LeaseLostError, type HeldLease, type TurnJournal } from '../workspace/held-lease.js';
 import { threadPath, type ThreadKey } from '../workspace/thread-key.js';
-import type { ThreadLeases } from '../workspace/thread-lease.js';
+import type { StopRequest, ThreadLeases } from '../workspace/thread-lease.js';
 import { TurnInterruption } from './turn-ending.js';
 
 /**
@@ -96,12 +96,12 @@ export class ThreadScheduler {
   }
 
   /** Stop pressed here for a turn another instance runs: recorded in that thread's journal (thread-lease.ts). */
-  requestStop(turnId: string, user: string, mayStop: (mention: Mention) => boolean): Promise<'stopped' | 'not_allowed' | 'not_running'> {
+  requestStop(turnId: string, user: string, mayStop: (mention: Mention) => boolean): Promise<StopRequest> {
     return this.leases.requestStop(turnId, user, mayStop);
   }
 
   /** Slack's Stop control pressed here for a thread whose turn another instance runs. */
-  requestThreadStop(thread: ThreadKey, user: string, mayStop: (mention: Mention) => boolean): Promise<'stopped' | 'not_allowed' | 'not_running'> {
+  requestThreadStop(thread: ThreadKey, user: string, mayStop: (mention: Mention) => boolean): Promise<StopRequest> {
     return this.leases.requestThreadStop(thread, user, mayStop);
   }
 
