@@ -7,6 +7,7 @@ import { findStatusMessage, finishedStatus } from '../slack/status-message.js';
 import type { TurnJournal } from '../workspace/held-lease.js';
 import type { Workspace } from '../workspace/workspace.js';
 import { INTERRUPTED_TURN } from './turn-ending.js';
+import { setSessionStatus } from './turn-view.js';
 
 /**
  * No turn ends silently (issue 15). A turn whose instance went away before its end (killed, crashed, or shut down
@@ -37,7 +38,7 @@ export async function tellInterrupted(
     await thread.update(statusTs, finishedStatus(INTERRUPTED_TURN.headline)).catch((error: unknown) => log.warn('status update failed', { error: describeError(error) }));
   }
   await thread.setStatus('').catch(() => {});
-  // Slack's own Stop control stays while the thread's agent session says `processing` (turn-view.ts).
-  await thread.setSessionStatus('active', {}).catch(() => {});
+  // Slack's own Stop control stays while the thread's agent session says `processing`.
+  await setSessionStatus(thread, 'active', log);
   await thread.post({ text: INTERRUPTED_TURN.message });
 }
